@@ -1,0 +1,53 @@
+"""The `sessionstorm` command. Each subcommand lives next to what it runs and is
+imported only when called, so `sessionstorm --help` stays fast.
+
+To add one: put a click command in its module and name it in SUBCOMMANDS.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from sessionstorm.errors import SessionstormError
+
+# name -> "module:attribute" of a click command
+SUBCOMMANDS: dict[str, str] = {
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        spec = SUBCOMMANDS.get(name)
+        if spec is None:
+            return None
+        module, attr = spec.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Load-test and regression harness for session-backed API gateways."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        rv = cli.main(args=argv, prog_name="sessionstorm", standalone_mode=False)
+    except SessionstormError as e:
+        click.echo(f"sessionstorm: error: {e}", err=True)
+        return e.exit_code
+    except click.UsageError as e:
+        click.echo(f"sessionstorm: error: {e.format_message()}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("sessionstorm: interrupted", err=True)
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The append-only record of a run: every operation and event, as JSON lines.
+
+Each process writes its own file (``history/<process>.jsonl`` in the run folder), so
+workers never contend for one file. An operation is written once, when its outcome is
+known; an operation whose outcome is unknown (timeout, reset) is written with outcome
+``info``. Faults, phases and database snapshots are events in the same stream.
+
+Records (keys absent or null when not applicable):
+
+``{"type": "op", "id", "process", "kind", "flavor", "outcome": "ok"|"fail"|"info",
+"invoke_wall", "complete_wall", "invoke_mono", "complete_mono", "key" (fingerprint,
+never the key), "user", "model_asked", "model_served", "session_sent", "session_seen",
+"request_id_sent", "request_id_seen", "status", "canaries_sent", "canaries_seen",
+"chunk_canaries" (streams: canaries per content chunk), "chunks", "ttft", "chunk_gaps",
+"peer" (ip:port really reached), "server_id", "error", "turn", "value", "values",
+"prompt_excerpt", "reply_excerpt", "in_flight"}``
+
+``{"type": "event", "kind": "phase"|"fault"|"snapshot"|"note", "process", "wall",
+"mono", "data": {...}}``
+
+Writes are buffered and flushed at least once a second (and on close), so Ctrl-C or a
+killed process loses at most the last second.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+OUTCOMES = ("ok", "fail", "info")
+FLUSH_SECONDS = 1.0
+
+
+def fingerprint(key: str | None) -> str | None:
+    """A stable, non-reversible name for an API key, safe to write to disk."""
+    if key is None:
+        return None
+    return "fp_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def process_name(role: str = "main") -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{role}"
+
+
+class HistoryWriter:
+    """Streams records of one process to one file; thread- and greenlet-safe."""
+
+    def __init__(self, path: str | os.PathLike[str], process: str | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.process = process or process_name()
+        self._file = open(self.path, "ab", buffering=1 << 16)
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        self._closed = False
+        self.count = 0
+        # Flushes an idle writer too: at most FLUSH_SECONDS of records are ever unflushed.
+        self._flusher = threading.Thread(target=self._flush_loop, name="history-flush", daemon=True)
+        self._flusher.start()
+
+    def op(self, **fields: Any) -> None:
+        fields.setdefault("process", self.process)
+        self._write({"type": "op", **fields})
+
+    def event(self, kind: str, **data: Any) -> None:
+        self._write(
+            {"type": "event", "kind": kind, "process": self.process,
+             "wall": time.time(), "mono": time.monotonic(), "data": data}
+        )
+
+    def _write(self, record: dict[str, Any]) -> None:
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+        with self._lock:
+            if self._closed:
+                return
+            self._file.write(line)
+            self.count += 1
+            now = time.monotonic()
+            if now - self._last_flush >= FLUSH_SECONDS:
+                self._file.flush()
+                self._last_flush = now
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._file.flush()
+                self._last_flush = time.monotonic()
+
+    def _flush_loop(self) -> None:
+        while not self._closed:
+            time.sleep(FLUSH_SECONDS / 2)
+            self.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    def __enter__(self) -> HistoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def history_files(location: str | os.PathLike[str]) -> list[Path]:
+    """The history files of a run folder (or one file, or a folder of .jsonl files)."""
+    p = Path(location)
+    if p.is_file():
+        return [p]
+    if (p / "history").is_dir():
+        p = p / "history"
+    return sorted(p.glob("*.jsonl"))
+
+
+def iter_records(
+    files: Iterable[str | os.PathLike[str]],
+    on_corrupt: Callable[[Path, int, str], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every record of the files in order; a corrupt or truncated line is reported and skipped."""
+    loads = orjson.loads
+    for f in files:
+        path = Path(f)
+        with open(path, "rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = loads(line)
+                    if not isinstance(rec, dict) or "type" not in rec:
+                        raise ValueError("not a history record")
+                except ValueError as e:
+                    if on_corrupt is not None:
+                        on_corrupt(path, lineno, f"{e}: {line[:80]!r}")
+                    continue
+                yield rec
