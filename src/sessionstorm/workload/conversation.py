@@ -1,0 +1,59 @@
+"""The conversation flavor: ``POST /v1/conversations/{user_id}/messages``.
+
+A ``message`` op sends one turn; value = its canary. The reply's ``turn`` and
+``session_id`` are recorded, and ``values`` = the canaries of the context the
+service says it holds, in order: a turn missing from it is context loss, another
+user's canary in it is crosstalk.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from sessionstorm.canary import find_canaries
+from sessionstorm.workload.op import (
+    Headers, Request, apply_status, decode_json, error_text, excerpt, lower_headers, new_op,
+)
+
+if TYPE_CHECKING:
+    from sessionstorm.workload.profile import Profile
+    from sessionstorm.workload.prompts import PromptMaker
+
+FLAVOR = "conversation"
+
+
+def build_message(profile: Profile, prompts: PromptMaker, user_id: str, *, key: str | None = None) -> Request:
+    op = new_op("message", FLAVOR, key=key, user=user_id)
+    text = prompts.message(op["canaries_sent"][0])
+    op["value"], op["prompt_excerpt"] = op["canaries_sent"][0], excerpt(text)
+    headers = {"Content-Type": "application/json", **profile.auth_headers(key)}
+    if profile.target.request_id_header:
+        headers[profile.target.request_id_header] = op["id"]
+        op["request_id_sent"] = op["id"]
+    body = orjson.dumps({"content": text})
+    return Request("POST", profile.path("message", user_id=user_id), headers, body, op)
+
+
+def parse(op: dict[str, Any], status: int, headers: Headers | None, body: bytes | str | None) -> dict[str, Any]:
+    h = lower_headers(headers)
+    apply_status(op, status, h)
+    doc = decode_json(body)
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    op["reply_excerpt"] = excerpt(text)
+    if op["outcome"] != "ok":
+        op["error"] = error_text(doc, body)
+        return op
+    if not isinstance(doc, dict):
+        op["error"] = "reply is not a JSON object"
+        return op
+    op["session_seen"] = doc.get("session_id") or h.get("x-session-id")
+    op["turn"] = doc.get("turn")
+    op["canaries_seen"] = find_canaries(text)
+    context = doc.get("context")
+    if isinstance(context, list):
+        op["values"] = [c for item in context
+                        for c in find_canaries(item if isinstance(item, str) else orjson.dumps(item).decode())]
+    else:
+        op["error"] = "reply has no context list"
+    return op
