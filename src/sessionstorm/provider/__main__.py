@@ -1,0 +1,68 @@
+"""``python -m sessionstorm.provider --port N [latency and fault options]``."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from sessionstorm.errors import ConfigError
+from sessionstorm.provider.app import create_app
+from sessionstorm.provider.server import serve
+from sessionstorm.provider.settings import DEFAULT_MODELS, Settings
+
+
+def _opt(name: str, default: float) -> Any:
+    return click.option(f"--{name.replace('_', '-')}", name, type=float, default=default, show_default=True,
+                        help=Settings.describe(name))
+
+
+_DEFAULTS = Settings()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, required=True, help="port to listen on")
+@click.option("--models", default=",".join(DEFAULT_MODELS), show_default=True, help="comma-separated model names")
+@click.option("--seed", type=int, default=None, help="seed for jitter and faults (reproducible runs)")
+@click.option("--log-level", default="warning", show_default=True)
+@_opt("ttft_ms", _DEFAULTS.ttft_ms)
+@_opt("token_ms", _DEFAULTS.token_ms)
+@_opt("jitter_ms", _DEFAULTS.jitter_ms)
+@_opt("min_tokens", _DEFAULTS.min_tokens)
+@_opt("max_tokens", _DEFAULTS.max_tokens)
+@_opt("fault_500", 0.0)
+@_opt("fault_drop", 0.0)
+@_opt("fault_cut", 0.0)
+@_opt("delay_ms", 0.0)
+@_opt("session_ttl_s", 0.0)
+def main(host: str, port: int, models: str, seed: int | None, log_level: str, **knobs: float) -> None:
+    """Start the stub provider (both the openai and the session-router profile)."""
+    for name in ("min_tokens", "max_tokens"):
+        if knobs[name] != int(knobs[name]):
+            raise ConfigError(name.replace("_", "-"), knobs[name], "a whole number", f"pass --{name.replace('_', '-')} N")
+        knobs[name] = int(knobs[name])
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    if not names:
+        raise ConfigError("models", models, "at least one model name", "pass --models a,b")
+    if not 0 < port < 65536:
+        raise ConfigError("port", port, "1..65535", "pass --port with a free port")
+    serve(create_app(Settings(**knobs), names, seed), host, port, log_level)
+
+
+def run() -> int:
+    try:
+        main.main(standalone_mode=False)
+    except ConfigError as e:
+        print(f"sessionstorm.provider: error: {e}", file=sys.stderr)
+        return 2
+    except click.UsageError as e:
+        print(f"sessionstorm.provider: error: {e.format_message()}", file=sys.stderr)
+        return 2
+    except click.exceptions.Abort:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,278 @@
+"""The stub provider's ASGI app: a plain router, because the hot path must stay lean
+(it has to outrun a Locust worker at least twice over; see bench/provider.py)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from sessionstorm.canary import find_canaries, format_chunk_tag, format_echo
+from sessionstorm.errors import ConfigError
+from sessionstorm.provider.filler import rng_for, words
+from sessionstorm.provider.sessions import ProviderSession, Registry, exchange, shared_stream
+from sessionstorm.provider.settings import DEFAULT_MODELS, Settings
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+MAX_BODY = 4 * 1024 * 1024
+TOKENS_PER_CHUNK = 4
+EXPIRED = object()  # what a producer yields when its session ended under it
+SERVER_ID = f"provider-{socket.gethostname()}-{os.getpid()}".encode()
+
+_SESSION_CREATE = re.compile(r"^/blockchain/models/([^/]+)/session$")
+_SESSION_CLOSE = re.compile(r"^/blockchain/sessions/([^/]+)/close$")
+_SESSION_GET = re.compile(r"^/blockchain/sessions/([^/]+)$")
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def create_app(settings: Settings | None = None, models: tuple[str, ...] = DEFAULT_MODELS, seed: int | None = None) -> Provider:
+    return Provider(settings or Settings(), models, seed)
+
+
+class Provider:
+    def __init__(self, settings: Settings, models: tuple[str, ...], seed: int | None) -> None:
+        self.settings = settings
+        self.models = models
+        self.registry = Registry()
+        self.rng = random.Random(seed)
+
+    # -- ASGI -----------------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            await self._route(scope, receive, send, headers)
+        except HTTPError as e:
+            await respond(send, e.status, {"error": e.message}, headers.get("x-request-id"))
+
+    async def _route(self, scope: dict[str, Any], receive: Any, send: Send, headers: dict[str, str]) -> None:
+        method, path = scope["method"], scope["path"]
+        if method == "POST" and path == "/v1/chat/completions":
+            return await self.chat(scope, await read_json(receive, headers), send, headers)
+        if method == "GET" and path == "/healthz":
+            return await respond(send, 200, {"ok": True, "sessions": len(self.registry)})
+        if method == "GET" and path == "/v1/models":
+            return await respond(send, 200, {"object": "list", "data": [
+                {"id": m, "object": "model", "owned_by": "sessionstorm-stub"} for m in self.models]})
+        if path == "/admin/faults" and method in ("GET", "POST"):
+            if method == "POST":
+                try:
+                    self.settings = self.settings.update(await read_json(receive, headers))
+                except (ConfigError, TypeError) as e:
+                    raise HTTPError(422, str(e)) from None
+            return await respond(send, 200, self.settings.as_dict())
+        if method == "POST" and (m := _SESSION_CREATE.match(path)):
+            return await self.open_session(m[1], await read_json(receive, headers), send)
+        if method == "POST" and (m := _SESSION_CLOSE.match(path)):
+            s = self.registry.close(m[1])
+            if s is None:
+                raise HTTPError(404, f"unknown session {m[1]!r}")
+            return await respond(send, 200, {"sessionID": s.id, "closed": True})
+        if method == "GET" and (m := _SESSION_GET.match(path)):
+            s = self.registry.get(m[1])
+            if s is None:
+                raise HTTPError(404, f"unknown session {m[1]!r}")
+            return await respond(send, 200, s.as_dict())
+        raise HTTPError(404, f"no route {method} {path}")
+
+    # -- session-router -----------------------------------------------------------
+    async def open_session(self, model: str, body: Any, send: Send) -> None:
+        self._check_model(model)
+        duration = body.get("sessionDuration") if isinstance(body, dict) else None
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration <= 0:
+            raise HTTPError(400, f"sessionDuration={duration!r}: expected a whole number of seconds > 0")
+        ttl = self.settings.session_ttl_s
+        s = self.registry.create(model, min(duration, ttl) if ttl else duration)
+        await respond(send, 200, {"sessionID": s.id})
+
+    def _check_model(self, model: Any) -> str:
+        if not isinstance(model, str) or not model:
+            raise HTTPError(400, "missing 'model': name one of " + ", ".join(self.models))
+        if model not in self.models:
+            raise HTTPError(404, f"unknown model {model!r}: expected one of {', '.join(self.models)}")
+        return model
+
+    # -- chat -----------------------------------------------------------------------
+    async def chat(self, scope: dict[str, Any], body: Any, send: Send, headers: dict[str, str]) -> None:
+        if not isinstance(body, dict):
+            raise HTTPError(400, "request body must be a JSON object")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise HTTPError(400, "missing 'messages': a non-empty list of {role, content}")
+        prompt = "\n".join(_text(m) for m in messages)
+        sid = headers.get("session_id") or headers.get("x-session-id")
+        rid = headers.get("x-request-id")
+        session: ProviderSession | None = None
+        if sid:
+            session = self.registry.get(sid)
+            if session is None:
+                raise HTTPError(404, f"unknown session {sid!r}")
+            if not session.live():
+                raise HTTPError(410, "session expired")
+            model = session.model
+            asked = headers.get("model_id")
+            if asked and asked != model:
+                raise HTTPError(409, f"model_id {asked!r} does not match session model {model!r}")
+        else:
+            model = self._check_model(body.get("model"))
+        st = self.settings
+        if st.fault_500 and self.rng.random() < st.fault_500:
+            raise HTTPError(500, "injected fault: internal error")
+        if st.fault_drop and self.rng.random() < st.fault_drop:
+            transport = scope.get("extensions", {}).get("sessionstorm.transport")
+            if transport is not None:
+                transport.abort()  # closed without sending data, as a crashed node does
+                return
+        rng = rng_for(prompt)
+        n_tokens = rng.randint(st.min_tokens, st.max_tokens)
+        reply = Reply(model, sid, rid, find_canaries(prompt), n_tokens, rng, prompt)
+        wait_s = (st.ttft_ms + st.delay_ms + self.rng.random() * st.jitter_ms) / 1000
+        out_headers = [(b"x-session-id", sid.encode())] if sid else []
+        if body.get("stream"):
+            cut_after = n_tokens // (2 * TOKENS_PER_CHUNK) if st.fault_cut and self.rng.random() < st.fault_cut else None
+            produce = self._stream_chunks(reply, session, wait_s)
+            source = shared_stream(session, produce) if session is not None and not rid else produce
+            return await self._send_stream(scope, send, reply, source, out_headers, cut_after)
+        per_token = st.token_ms / 1000
+
+        async def produce_json() -> Any:
+            await asyncio.sleep(wait_s + n_tokens * per_token)
+            if session is not None and not session.live():
+                return EXPIRED
+            return reply
+
+        got = await (exchange(session, produce_json) if session is not None and not rid else produce_json())
+        if got is EXPIRED:
+            raise HTTPError(410, "session expired")
+        await respond(send, 200, got.completion(), rid, out_headers)
+
+    async def _stream_chunks(self, reply: Reply, session: ProviderSession | None, wait_s: float) -> AsyncIterator[Any]:
+        await asyncio.sleep(wait_s)
+        yield reply.echo + "\n"
+        tag = format_chunk_tag(reply.canaries)
+        per_chunk = self.settings.token_ms * TOKENS_PER_CHUNK / 1000
+        for i in range(0, reply.n_tokens, TOKENS_PER_CHUNK):
+            if per_chunk:
+                await asyncio.sleep(per_chunk)
+            if session is not None and not session.live():
+                yield EXPIRED
+                return
+            yield f"{tag} {' '.join(reply.words[i:i + TOKENS_PER_CHUNK])} "
+
+    async def _send_stream(self, scope: dict[str, Any], send: Send, reply: Reply, source: AsyncIterator[Any],
+                           out_headers: list[tuple[bytes, bytes]], cut_after: int | None) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+            (b"x-sessionstorm-server", SERVER_ID), *_rid_header(reply.request_id), *out_headers]})
+        sent = 0
+        async for item in source:
+            if item is EXPIRED:
+                await send_event(send, {"error": "session expired"})
+                break
+            if cut_after is not None and sent > cut_after:
+                transport = scope.get("extensions", {}).get("sessionstorm.transport")
+                if transport is not None:
+                    transport.abort()  # the stream ends mid-way, no [DONE]
+                    return
+            await send_event(send, reply.chunk({"content": item}, None))
+            sent += 1
+        else:
+            await send_event(send, reply.chunk({}, "stop"))
+            await send_event(send, {**reply.chunk_head(), "choices": [], "usage": reply.usage()})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+class Reply:
+    """Everything one request's answer says, computed once from its prompt."""
+
+    __slots__ = ("model", "session", "request_id", "canaries", "n_tokens", "words", "echo", "prompt_tokens", "id")
+
+    def __init__(self, model: str, session: str | None, request_id: str | None, canaries: list[str],
+                 n_tokens: int, rng: random.Random, prompt: str) -> None:
+        self.model, self.session, self.request_id, self.canaries = model, session, request_id, canaries
+        self.n_tokens = n_tokens
+        self.words = words(rng, n_tokens)
+        self.echo = format_echo(model, session, request_id, canaries)
+        self.prompt_tokens = len(prompt.split())
+        self.id = f"chatcmpl-{rng.getrandbits(64):016x}"
+
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.n_tokens,
+                "total_tokens": self.prompt_tokens + self.n_tokens}
+
+    def completion(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion", "created": int(time.time()), "model": self.model,
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                    "role": "assistant", "content": self.echo + "\n" + " ".join(self.words)}}],
+                "usage": self.usage()}
+
+    def chunk_head(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": int(time.time()), "model": self.model}
+
+    def chunk(self, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {**self.chunk_head(), "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def _text(message: Any) -> str:
+    if not isinstance(message, dict):
+        raise HTTPError(400, "each message must be an object with 'role' and 'content'")
+    content = message.get("content")
+    if isinstance(content, list):  # OpenAI content parts
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if not isinstance(content, str):
+        raise HTTPError(400, "message 'content' must be a string or a list of text parts")
+    return content
+
+
+def _rid_header(rid: str | None) -> list[tuple[bytes, bytes]]:
+    return [(b"x-request-id", rid.encode())] if rid else []
+
+
+async def read_json(receive: Any, headers: dict[str, str]) -> Any:
+    chunks, size = [], 0
+    while True:
+        msg = await receive()
+        part = msg.get("body", b"")
+        size += len(part)
+        if size > MAX_BODY:
+            raise HTTPError(413, f"request body over {MAX_BODY} bytes")
+        chunks.append(part)
+        if not msg.get("more_body"):
+            break
+    raw = b"".join(chunks)
+    if not raw:
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise HTTPError(400, f"malformed JSON body: {e}") from None
+
+
+async def respond(send: Send, status: int, doc: Any, rid: str | None = None,
+                  extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = orjson.dumps(doc)
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"x-sessionstorm-server", SERVER_ID), *_rid_header(rid), *(extra or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_event(send: Send, doc: Any) -> None:
+    await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(doc) + b"\n\n", "more_body": True})
