@@ -15,6 +15,7 @@ from sessionstorm.errors import SessionstormError
 # name -> "module:attribute" of a click command
 SUBCOMMANDS: dict[str, str] = {
     "up": "sessionstorm.stack.cli:up",
+    "check": "sessionstorm.checker.cli:check",
     "check-profile": "sessionstorm.workload.check:check_profile",
 }
 

@@ -12,6 +12,8 @@ partial unique index on the active conversation. The bugs:
 """
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 import asyncpg
@@ -19,6 +21,9 @@ import asyncpg
 from sessionstorm.target.errors import AppError
 from sessionstorm.target.settings import MAX_PROMPT_CHARS, Settings
 
+# Starting a conversation builds its opening state (seed 002: the project context shown
+# instead of the greeting), awaited like any I/O. Env SESSIONSTORM_TARGET_CREATE_WORK_MS.
+CREATE_WORK_S = float(os.environ.get("SESSIONSTORM_TARGET_CREATE_WORK_MS", "20")) / 1000
 ACTIVE = "SELECT id FROM conversation_sessions WHERE user_id = $1 AND status = $2 ORDER BY started_at DESC LIMIT 1"
 
 
@@ -53,6 +58,7 @@ class Conversations:
         return await conn.fetchval(ACTIVE, user_id, "open" if self.bad_fallback else "active")
 
     async def _create(self, conn: asyncpg.Connection, user_id: str) -> Any:
+        await asyncio.sleep(CREATE_WORK_S)  # clean: inside the user's lock; racy: nothing holds the others back
         return await conn.fetchval("INSERT INTO conversation_sessions(user_id) VALUES ($1) RETURNING id", user_id)
 
     async def _get_or_create_unlocked(self, conn: asyncpg.Connection, user_id: str) -> Any:

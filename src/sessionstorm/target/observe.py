@@ -27,7 +27,8 @@ from sessionstorm.target.errors import AppError
 from sessionstorm.target.settings import Settings
 
 NAMESPACE = "sessionstorm:observe:"
-RECYCLE_USES = 25
+CONFIG_KEY = "sessionstorm:config:namespace"  # an operator may move the namespace
+RECYCLE_USES = 10
 RECYCLE_AGE_S = 2.0
 # An observe does work with the observation (seed 004's service learns from it), awaited
 # like any I/O; clean and buggy paths both do it. Env SESSIONSTORM_TARGET_OBSERVE_WORK_MS.
@@ -67,14 +68,16 @@ class RedisSessions:
     async def _init_locked(self) -> None:
         client = aioredis.from_url(self.url)
         await client.ping()
+        prefix = (await client.get(CONFIG_KEY) or NAMESPACE.encode()).decode()
         self._retire()
-        self.client, self.prefix, self._born, self._uses = client, NAMESPACE, time.monotonic(), 0
+        self.client, self.prefix, self._born, self._uses = client, prefix, time.monotonic(), 0
 
     async def _init_unlocked(self) -> None:
         self._retire()
         self.client, self.prefix, self._born, self._uses = aioredis.from_url(self.url), "", time.monotonic(), 0
-        await self.client.ping()  # others run here and use the client before it has its namespace
-        self.prefix = NAMESPACE
+        # Others run during these awaits and use the client before it has its namespace.
+        await self.client.ping()
+        self.prefix = (await self.client.get(CONFIG_KEY) or NAMESPACE.encode()).decode()
 
     def _retire(self) -> None:
         # Old clients may still serve in-flight requests; they are closed at shutdown.

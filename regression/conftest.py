@@ -1,0 +1,87 @@
+"""The regression suite: every scenario against the clean target, and the bug zoo.
+
+Runs against the reference target (fixtures/reference.toml) on the stack of the
+``sessionstorm`` pytest plugin, one stack per xdist worker. Point it at your own service
+with ``--target-profile FILE`` (or SESSIONSTORM_TARGET_PROFILE): the same scenarios run
+against it and the bug-zoo tests skip. Each test leaves a run folder under
+reports/regression/ and the suite writes JUnit XML to reports/regression/junit.xml.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sessionstorm.checker import check_run
+from sessionstorm.checker.summary import summary_lines
+from sessionstorm.driver import SCENARIOS, run_scenario
+from sessionstorm.rundir import RunDir
+from sessionstorm.workload.launch import RunningTarget, attach, launch
+from sessionstorm.workload.profile import Profile, load_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "fixtures" / "reference.toml"
+REPORTS = Path(os.environ.get("SESSIONSTORM_REPORTS", ROOT / "reports")) / "regression"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--target-profile", default=os.environ.get("SESSIONSTORM_TARGET_PROFILE"),
+                     help="target profile (TOML) of the service under test; default: the reference target")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.option.xmlpath and not hasattr(config, "workerinput"):
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        config.option.xmlpath = str(REPORTS / "junit.xml")
+
+
+@pytest.fixture(scope="session")
+def profile(request: pytest.FixtureRequest) -> Profile:
+    path = request.config.getoption("--target-profile")
+    return load_profile(path or str(REFERENCE))
+
+
+@pytest.fixture(scope="session")
+def is_reference(request: pytest.FixtureRequest) -> bool:
+    return not request.config.getoption("--target-profile")
+
+
+@pytest.fixture(scope="session")
+def target_for(profile: Profile, is_reference: bool, request: pytest.FixtureRequest) -> Iterator[Callable[[str], RunningTarget]]:
+    """A running target per bug set (one per worker, reused by its tests)."""
+    started: dict[str, RunningTarget] = {}
+
+    def get(bugs: str = "") -> RunningTarget:
+        if bugs not in started:
+            if profile.target.base_url:
+                started[bugs] = attach(profile)
+            else:
+                stack = request.getfixturevalue("sessionstorm_stack")
+                started[bugs] = launch(profile, stack, vars={"bugs": bugs} if is_reference else None,
+                                       name=(bugs or "clean").replace(",", "+"))
+        return started[bugs]
+
+    yield get
+
+
+@pytest.fixture
+def run_checked(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any]]:
+    """Run a scenario into its own run folder and check it: returns results.json plus `where`."""
+
+    def run(scenario: str, target: RunningTarget, **overrides: int) -> dict[str, Any]:
+        run_dir = RunDir.create(f"{scenario}", root=REPORTS / _safe(request.node.name))
+        asyncio.run(run_scenario(SCENARIOS[scenario], target, run_dir, **overrides))
+        results = check_run(run_dir)
+        results["where"] = str(run_dir.path)
+        results["summary"] = "\n".join(summary_lines(results, run_dir.path))
+        return results
+
+    return run
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:120]

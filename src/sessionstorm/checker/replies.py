@@ -1,0 +1,72 @@
+"""Per-reply anomalies over the whole history, and whose canary reached whom."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sessionstorm.checker.base import Checker, Report, brief, evidence
+from sessionstorm.checker.catalogue import MAX_EVIDENCE
+from sessionstorm.checker.online import check_op
+
+
+class Replies(Checker):
+    name = "replies"
+
+    def __init__(self, expect_canary: bool = True, unattributed_fails: bool = True) -> None:
+        # Against a real LLM a missing canary is usually the model ignoring the instruction:
+        # reported, apart from crosstalk, without failing the run.
+        self.expect_canary, self.unattributed_fails = expect_canary, unattributed_fails
+        self.findings: list[tuple[str, dict[str, Any], str]] = []  # (code, victim brief, detail), capped per code
+        self.counts: dict[str, int] = {}
+        self.crosstalk: list[tuple[dict[str, Any], list[str]]] = []  # victims kept for attribution
+
+    def op(self, op: dict[str, Any]) -> None:
+        for code, detail in check_op(op, self.expect_canary):
+            n = self.counts[code] = self.counts.get(code, 0) + 1
+            if n > MAX_EVIDENCE:
+                continue
+            if code == "CROSSTALK":
+                sent = set(op.get("canaries_sent") or ())
+                self.crosstalk.append((brief(op), [c for c in op.get("canaries_seen") or () if c not in sent]))
+            else:
+                self.findings.append((code, brief(op), detail))
+
+    def wanted(self) -> set[str]:
+        """Canaries whose owners the evidence must name (a second, rare pass finds them)."""
+        return {c for _, foreign in self.crosstalk for c in foreign}
+
+    def resolve(self, owners: dict[str, dict[str, Any]]) -> None:
+        self.owners = owners
+
+    def finish(self, report: Report) -> bool | None:
+        owners: dict[str, dict[str, Any]] = getattr(self, "owners", {})
+        for code, victim, detail in self.findings:
+            report(code, evidence([victim], detail))
+        for victim, foreign in self.crosstalk:
+            sources = [owners[c] for c in foreign if c in owners]
+            names = ", ".join(f"{c} (op {owners[c]['id']})" if c in owners else f"{c} (no op of this run)" for c in foreign)
+            overlap = _overlap(victim, sources[0]) if sources else None
+            report("CROSSTALK", evidence([victim, *sources], f"op {victim['id']} received the answer to {names}",
+                                        victim=victim["id"], sources=[s["id"] for s in sources],
+                                        canaries=foreign, overlap_s=overlap))
+        for code, n in self.counts.items():  # findings beyond the evidence cap still count
+            for _ in range(n - min(n, MAX_EVIDENCE)):
+                report(code, {})
+        return not any(c != "UNATTRIBUTED" or self.unattributed_fails for c in self.counts)
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    try:
+        return round(min(a["complete_wall"], b["complete_wall"]) - max(a["invoke_wall"], b["invoke_wall"]), 6)
+    except (KeyError, TypeError):
+        return None
+
+
+def find_owners(records: Iterable[dict[str, Any]], wanted: set[str]) -> dict[str, dict[str, Any]]:
+    owners: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        if rec.get("type") == "op":
+            for c in rec.get("canaries_sent") or ():
+                if c in wanted:
+                    owners[c] = brief(rec)
+    return owners

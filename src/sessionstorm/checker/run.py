@@ -1,0 +1,115 @@
+"""Checks a run folder: one pass over its history through every checker, then results.json.
+
+Checkers compose like Jepsen's: the run is valid only if every checker is; any false
+makes it false; otherwise any unknown (a checker that could not decide or crashed)
+makes it unknown. Never a pass by default.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from sessionstorm.checker.base import Checker
+from sessionstorm.checker.catalogue import CODES, Tally, describe
+from sessionstorm.checker.invariants import Invariants
+from sessionstorm.checker.observe import Observe
+from sessionstorm.checker.replies import Replies, find_owners
+from sessionstorm.checker.sessions import Churn, Conversations
+from sessionstorm.checker.stats import Stats, judge_thresholds
+from sessionstorm.errors import ConfigError
+from sessionstorm.history import history_files, iter_records
+from sessionstorm.rundir import RunDir
+
+Valid = bool | str  # True, False or "unknown"
+
+
+def compose(results: list[bool | None]) -> Valid:
+    if any(r is False for r in results):
+        return False
+    if any(r is None for r in results):
+        return "unknown"
+    return True
+
+
+def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None = None,
+              write: bool = True) -> dict[str, Any]:
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    if not run.path.is_dir():
+        raise ConfigError("run folder", run.path, "an existing run folder", "pass a folder under reports/")
+    files = history_files(run.path)
+    if not files:
+        raise ConfigError("run folder", run.path, "a folder with history/*.jsonl",
+                          "point at a run folder written by sessionstorm")
+    meta = run.read_json("run.json") if (run.path / "run.json").exists() else {}
+    llm_real = ((meta.get("target") or {}).get("profile") or {}).get("target", {}).get("llm") == "real"
+    thresholds = {**((meta.get("thresholds") or {}) if thresholds is None else {}), **(thresholds or {})}
+
+    replies, churn, stats = Replies(unattributed_fails=not llm_real), Churn(), Stats()
+    checkers: list[Checker] = [replies, churn, Conversations(), Observe(), Invariants(), stats]
+    crashed: dict[str, str] = {}
+    by_kind: dict[str | None, list[Checker]] = {}
+
+    def route(kind: str | None) -> list[Checker]:
+        if kind not in by_kind:
+            by_kind[kind] = [c for c in checkers if c.name not in crashed and (c.kinds is None or kind in c.kinds)]
+        return by_kind[kind]
+
+    def crash(c: Checker) -> None:
+        crashed[c.name] = traceback.format_exc(limit=3)
+        by_kind.clear()
+
+    corrupt: list[dict[str, Any]] = []
+    n_ops = 0
+    t0 = time.monotonic()
+    for rec in iter_records(files, on_corrupt=lambda f, n, e: corrupt.append({"file": f.name, "line": n, "error": e})):
+        if rec["type"] == "op":
+            n_ops += 1
+            for c in route(rec.get("kind")):
+                try:
+                    c.op(rec)
+                except Exception:
+                    crash(c)
+        elif rec["type"] == "event":
+            for c in checkers:
+                if c.name not in crashed:
+                    try:
+                        c.event(rec)
+                    except Exception:
+                        crash(c)
+    wanted = replies.wanted()
+    if wanted:  # rare: only runs with crosstalk pay for a second pass
+        replies.resolve(find_owners(iter_records(files), wanted))
+
+    tallies: dict[str, Tally] = {}
+
+    def report(code: str, ev: dict[str, Any]) -> None:
+        tallies.setdefault(code, Tally()).add(ev)
+
+    verdicts: dict[str, dict[str, Any]] = {}
+    for c in checkers:
+        if c.name in crashed:
+            verdicts[c.name] = {"valid": "unknown", "error": crashed[c.name]}
+            continue
+        try:
+            v = c.finish(report)
+            verdicts[c.name] = {"valid": "unknown" if v is None else v, "error": None}
+        except Exception:
+            verdicts[c.name] = {"valid": "unknown", "error": traceback.format_exc(limit=3)}
+    summary = stats.summary(churn.reuse_ratio())
+    verdicts["thresholds"] = {"valid": judge_thresholds(summary, thresholds, report), "error": None}
+    results = {
+        "valid": compose([v["valid"] if v["valid"] != "unknown" else None for v in verdicts.values()]),
+        "scenario": meta.get("scenario"), "ops": n_ops, "outcomes": stats.outcomes,
+        "anomalies": [describe(code, tallies[code]) for code in CODES if code in tallies],
+        "checkers": verdicts, "corrupt_lines": corrupt[:100], "corrupt_count": len(corrupt),
+        "stats": summary, "thresholds": thresholds, "check_seconds": round(time.monotonic() - t0, 3),
+    }
+    if write:
+        run.write_json("results.json", results)
+    return results
+
+
+def exit_code(results: dict[str, Any]) -> int:
+    return {True: 0, False: 1}.get(results["valid"], 3)
