@@ -16,6 +16,7 @@ from sessionstorm.errors import SessionstormError
 SUBCOMMANDS: dict[str, str] = {
     "up": "sessionstorm.stack.cli:up",
     "check": "sessionstorm.checker.cli:check",
+    "run": "sessionstorm.runner:run",
     "check-profile": "sessionstorm.workload.check:check_profile",
 }
 
