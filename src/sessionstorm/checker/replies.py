@@ -1,8 +1,12 @@
 """Per-reply anomalies over the whole history, and whose canary reached whom."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from sessionstorm.checker.base import Checker, Report, brief, evidence
 from sessionstorm.checker.catalogue import MAX_EVIDENCE
@@ -62,11 +66,21 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> float | None:
         return None
 
 
-def find_owners(records: Iterable[dict[str, Any]], wanted: set[str]) -> dict[str, dict[str, Any]]:
+def find_owners(files: Iterable[Path], wanted: set[str]) -> dict[str, dict[str, Any]]:
+    """The ops that sent the wanted canaries: a raw byte search, parsing only matching lines."""
+    pattern = re.compile(b"|".join(re.escape(c.encode()) for c in sorted(wanted)))
     owners: dict[str, dict[str, Any]] = {}
-    for rec in records:
-        if rec.get("type") == "op":
-            for c in rec.get("canaries_sent") or ():
-                if c in wanted:
-                    owners[c] = brief(rec)
+    for path in files:
+        with open(path, "rb") as fh:
+            for line in fh:
+                if pattern.search(line) is None:
+                    continue
+                try:
+                    rec = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and rec.get("type") == "op":
+                    for c in rec.get("canaries_sent") or ():
+                        if c in wanted:
+                            owners[c] = brief(rec)
     return owners

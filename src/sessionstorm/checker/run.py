@@ -80,7 +80,7 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
                         crash(c)
     wanted = replies.wanted()
     if wanted:  # rare: only runs with crosstalk pay for a second pass
-        replies.resolve(find_owners(iter_records(files), wanted))
+        replies.resolve(find_owners(files, wanted))
 
     tallies: dict[str, Tally] = {}
 
