@@ -56,38 +56,46 @@ def locust(port: int, user: str) -> tuple[float, int, float]:
     return float(row["Requests/s"]), int(row["Request Count"]), cpu
 
 
-def measure(name: str, cmd: list[str], user: str) -> dict[str, float]:
-    port = portpicker.pick_unused_port()
-    proc = start([*cmd, str(port)] if "minimal" in name else [*cmd, "--port", str(port), *ZERO_LATENCY], port)
-    server = psutil.Process(proc.pid)
-    runs = []
-    try:
-        for _ in range(REPEATS):
-            c0 = server.cpu_times()
-            rps, n, locust_cpu = locust(port, user)
-            c1 = server.cpu_times()
-            server_cpu = (c1.user - c0.user) + (c1.system - c0.system)
-            runs.append((rps, server_cpu / max(n, 1) * 1e6, locust_cpu / max(n, 1) * 1e6))
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    rps, srv, loc = (statistics.median(x) for x in zip(*runs))
-    print(f"{name:<22} {rps:>9.0f} {srv:>12.0f} {loc:>13.0f} {1e6 / srv:>13.0f} {1e6 / loc:>13.0f}")
-    return {"rps": rps, "server_us": srv, "locust_us": loc}
+CONFIGS = [  # name, command, Locust user class
+    ("minimal ASGI (json)", [sys.executable, str(HERE / "minimal_app.py")], "ChatJSONUser"),
+    ("stub provider (json)", [sys.executable, "-m", "sessionstorm.provider"], "ChatJSONUser"),
+    ("stub provider (stream)", [sys.executable, "-m", "sessionstorm.provider"], "ChatStreamUser"),
+]
 
 
 def main() -> None:
-    py = sys.executable
-    print(f"median of {REPEATS} x {SECONDS} s; one Locust process, 32 users, no wait; stub at zero latency")
-    print(f"{'server':<22} {'req/s':>9} {'server µs/req':>12} {'locust µs/req':>13} {'server cap/s':>13} {'locust cap/s':>13}")
-    minimal = measure("minimal ASGI (json)", [py, str(HERE / "minimal_app.py")], "ChatJSONUser")
-    stub = measure("stub provider (json)", [py, "-m", "sessionstorm.provider"], "ChatJSONUser")
-    stream = measure("stub provider (stream)", [py, "-m", "sessionstorm.provider"], "ChatStreamUser")
-    worker_cap = 1e6 / minimal["locust_us"]
+    servers = []
+    try:
+        for name, cmd, user in CONFIGS:
+            port = portpicker.pick_unused_port()
+            args = [*cmd, str(port)] if "minimal" in name else [*cmd, "--port", str(port), *ZERO_LATENCY]
+            servers.append((name, user, port, start(args, port)))
+        # Interleaved: every repeat measures every server, so a noisy moment hits all of them.
+        runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name, *_ in servers}
+        for _ in range(REPEATS):
+            for name, user, port, proc in servers:
+                p = psutil.Process(proc.pid)
+                c0 = p.cpu_times()
+                rps, n, locust_cpu = locust(port, user)
+                c1 = p.cpu_times()
+                server_cpu = (c1.user - c0.user) + (c1.system - c0.system)
+                runs[name].append((rps, server_cpu / max(n, 1) * 1e6, locust_cpu / max(n, 1) * 1e6))
+    finally:
+        for *_, proc in servers:
+            proc.terminate()
+            proc.wait(10)
+    print(f"median of {REPEATS} interleaved runs x {SECONDS} s; one Locust process, 32 users, no wait; "
+          "stub at zero latency")
+    print(f"{'server':<24} {'req/s':>8} {'server µs/req':>14} {'locust µs/req':>14}")
+    for name, rs in runs.items():
+        rps, srv, loc = (statistics.median(x) for x in zip(*rs))
+        print(f"{name:<24} {rps:>8.0f} {srv:>14.0f} {loc:>14.0f}")
+    mini, json_, stream = runs.values()
+    ratio = lambda a, b, i, j: statistics.median(x[i] / y[j] for x, y in zip(a, b))  # noqa: E731
     print()
-    print(f"stub/minimal capacity (json): {minimal['server_us'] / stub['server_us']:.2f}")
-    print(f"stub capacity / one Locust worker's (json):   {1e6 / stub['server_us'] / worker_cap:.2f}  (goal >= 2)")
-    print(f"stub capacity / one Locust worker's (stream): {1e6 / stream['server_us'] / (1e6 / stream['locust_us']):.2f}")
+    print(f"stub cost / minimal app cost (json, server CPU per request): {ratio(json_, mini, 1, 1):.2f}")
+    print(f"stub capacity / one Locust worker's (json):   {ratio(json_, json_, 2, 1):.2f}  (goal >= 2)")
+    print(f"stub capacity / one Locust worker's (stream): {ratio(stream, stream, 2, 1):.2f}")
 
 
 if __name__ == "__main__":

@@ -15,14 +15,15 @@ import orjson
 
 from sessionstorm.canary import find_canaries, format_chunk_tag, format_echo
 from sessionstorm.errors import ConfigError
-from sessionstorm.provider.filler import rng_for, words
+from sessionstorm.provider.filler import prompt_hash, words
 from sessionstorm.provider.sessions import ProviderSession, Registry, exchange, shared_stream
 from sessionstorm.provider.settings import DEFAULT_MODELS, Settings
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 MAX_BODY = 4 * 1024 * 1024
-TOKENS_PER_CHUNK = 4
+TOKENS_PER_CHUNK = 8  # several chunks per reply, so interleaving shows chunk by chunk
 EXPIRED = object()  # what a producer yields when its session ended under it
+_CONTENT_TAIL = b'},"finish_reason":null}]}\n\n'  # closes what Reply.content_head opens
 SERVER_ID = f"provider-{socket.gethostname()}-{os.getpid()}".encode()
 
 _SESSION_CREATE = re.compile(r"^/blockchain/models/([^/]+)/session$")
@@ -140,20 +141,22 @@ class Provider:
             if transport is not None:
                 transport.abort()  # closed without sending data, as a crashed node does
                 return
-        rng = rng_for(prompt)
-        n_tokens = rng.randint(st.min_tokens, st.max_tokens)
-        reply = Reply(model, sid, rid, find_canaries(prompt), n_tokens, rng, prompt)
+        h = prompt_hash(prompt)
+        n_tokens = st.min_tokens + h % (st.max_tokens - st.min_tokens + 1)
+        reply = Reply(model, sid, rid, find_canaries(prompt), n_tokens, h, prompt)
         wait_s = (st.ttft_ms + st.delay_ms + self.rng.random() * st.jitter_ms) / 1000
         out_headers = [(b"x-session-id", sid.encode())] if sid else []
         if body.get("stream"):
             cut_after = n_tokens // (2 * TOKENS_PER_CHUNK) if st.fault_cut and self.rng.random() < st.fault_cut else None
             produce = self._stream_chunks(reply, session, wait_s)
             source = shared_stream(session, produce) if session is not None and not rid else produce
-            return await self._send_stream(scope, send, reply, source, out_headers, cut_after)
+            batch = st.token_ms == 0 and source is produce
+            return await self._send_stream(scope, send, reply, source, out_headers, cut_after, batch)
         per_token = st.token_ms / 1000
 
         async def produce_json() -> Any:
-            await asyncio.sleep(wait_s + n_tokens * per_token)
+            if wait_s or per_token:
+                await asyncio.sleep(wait_s + n_tokens * per_token)
             if session is not None and not session.live():
                 return EXPIRED
             return reply
@@ -164,7 +167,8 @@ class Provider:
         await respond(send, 200, got.completion(), rid, out_headers)
 
     async def _stream_chunks(self, reply: Reply, session: ProviderSession | None, wait_s: float) -> AsyncIterator[Any]:
-        await asyncio.sleep(wait_s)
+        if wait_s:
+            await asyncio.sleep(wait_s)
         yield reply.echo + "\n"
         tag = format_chunk_tag(reply.canaries)
         per_chunk = self.settings.token_ms * TOKENS_PER_CHUNK / 1000
@@ -177,41 +181,63 @@ class Provider:
             yield f"{tag} {' '.join(reply.words[i:i + TOKENS_PER_CHUNK])} "
 
     async def _send_stream(self, scope: dict[str, Any], send: Send, reply: Reply, source: AsyncIterator[Any],
-                           out_headers: list[tuple[bytes, bytes]], cut_after: int | None) -> None:
+                           out_headers: list[tuple[bytes, bytes]], cut_after: int | None, batch: bool) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
             (b"x-sessionstorm-server", SERVER_ID), *_rid_header(reply.request_id), *out_headers]})
+        # With no delay between tokens, events made back to back share one write; with a
+        # delay (or a shared session channel), each event is written when it is made.
+        pending: list[bytes] = []
+
+        async def emit(data: bytes) -> None:
+            if batch:
+                pending.append(data)
+            else:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+
         sent = 0
         async for item in source:
             if item is EXPIRED:
-                await send_event(send, {"error": "session expired"})
+                await emit(b"data: " + orjson.dumps({"error": "session expired"}) + b"\n\n")
                 break
             if cut_after is not None and sent > cut_after:
                 transport = scope.get("extensions", {}).get("sessionstorm.transport")
                 if transport is not None:
+                    if pending:
+                        await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
                     transport.abort()  # the stream ends mid-way, no [DONE]
                     return
-            await send_event(send, reply.chunk({"content": item}, None))
+            await emit(reply.content_head + orjson.dumps(item) + _CONTENT_TAIL)
             sent += 1
         else:
-            await send_event(send, reply.chunk({}, "stop"))
-            await send_event(send, {**reply.chunk_head(), "choices": [], "usage": reply.usage()})
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+            await emit(b"data: " + orjson.dumps(reply.chunk({}, "stop")) + b"\n\n")
+            await emit(b"data: " + orjson.dumps({**reply.chunk_head(), "choices": [], "usage": reply.usage()}) + b"\n\n")
+        await send({"type": "http.response.body", "body": b"".join(pending) + b"data: [DONE]\n\n", "more_body": False})
 
 
 class Reply:
     """Everything one request's answer says, computed once from its prompt."""
 
-    __slots__ = ("model", "session", "request_id", "canaries", "n_tokens", "words", "echo", "prompt_tokens", "id")
+    __slots__ = ("model", "session", "request_id", "canaries", "n_tokens", "words", "echo", "prompt_tokens", "id",
+                 "_head")
 
     def __init__(self, model: str, session: str | None, request_id: str | None, canaries: list[str],
-                 n_tokens: int, rng: random.Random, prompt: str) -> None:
+                 n_tokens: int, h: int, prompt: str) -> None:
         self.model, self.session, self.request_id, self.canaries = model, session, request_id, canaries
         self.n_tokens = n_tokens
-        self.words = words(rng, n_tokens)
+        self.words = words(h, n_tokens)
         self.echo = format_echo(model, session, request_id, canaries)
-        self.prompt_tokens = len(prompt.split())
-        self.id = f"chatcmpl-{rng.getrandbits(64):016x}"
+        self.prompt_tokens = prompt.count(" ") + 1
+        self.id = f"chatcmpl-{h:08x}{n_tokens:04x}"
+        self._head: bytes | None = None
+
+    @property
+    def content_head(self) -> bytes:
+        """A content chunk's bytes up to the content itself (the same for every chunk)."""
+        if self._head is None:
+            head = orjson.dumps(self.chunk({"content": ""}, None))
+            self._head = b"data: " + head[:head.index(b'"content":') + len(b'"content":')]
+        return self._head
 
     def usage(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.n_tokens,
@@ -272,7 +298,3 @@ async def respond(send: Send, status: int, doc: Any, rid: str | None = None,
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"x-sessionstorm-server", SERVER_ID), *_rid_header(rid), *(extra or [])]})
     await send({"type": "http.response.body", "body": body})
-
-
-async def send_event(send: Send, doc: Any) -> None:
-    await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(doc) + b"\n\n", "more_body": True})

@@ -1,4 +1,8 @@
-"""Deterministic filler text of realistic length, seeded by the prompt."""
+"""Deterministic filler text of realistic length, chosen by the prompt.
+
+A pool of words is drawn once; a reply is a slice of it starting where the prompt's hash
+points, so the same prompt always gets the same words and the hot path draws nothing.
+"""
 from __future__ import annotations
 
 import random
@@ -11,11 +15,14 @@ _WORDS = (
     "throughput error rates and the reuse ratio of sessions across requests from one key teams "
     "share keys models switch quickly and every answer must reach the request that asked for it"
 ).split()
+_POOL_SIZE = 1 << 14
+POOL = [random.Random(7).choice(_WORDS) for _ in range(_POOL_SIZE)]
 
 
-def rng_for(prompt: str, salt: int = 0) -> random.Random:
-    return random.Random(zlib.crc32(prompt.encode()) ^ salt)
+def prompt_hash(prompt: str) -> int:
+    return zlib.crc32(prompt.encode())
 
 
-def words(rng: random.Random, n: int) -> list[str]:
-    return [rng.choice(_WORDS) for _ in range(n)]
+def words(h: int, n: int) -> list[str]:
+    start = h % (_POOL_SIZE - n)
+    return POOL[start:start + n]
