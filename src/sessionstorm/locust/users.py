@@ -1,0 +1,175 @@
+"""Locust user classes: each request carries a canary, is recorded in the history and is
+checked the moment its reply arrives (a finding is a Locust failure named by its code).
+
+Your own scenario subclasses a base and writes tasks with `self.send(request)`::
+
+    from locust import task
+    from sessionstorm import GatewayUser
+
+    class LongPromptUser(GatewayUser):
+        @task
+        def ask(self):
+            req = self.build_chat(model=self.models[0], max_tokens=512)
+            self.send(req)
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import gevent
+from locust import FastHttpUser, between, task
+
+from sessionstorm.checker.online import check_op
+from sessionstorm.workload import PARSERS, conversation, gateway, observe
+from sessionstorm.workload.op import Request, complete, lower_headers, start, transport_error
+
+STREAM_KINDS = frozenset({"chat_stream"})
+_numbers = itertools.count()
+
+
+class SessionstormUser(FastHttpUser):
+    """Base of every sessionstorm user: the harness context, `send`, online checks."""
+
+    abstract = True
+    wait_time = between(0.0, 0.05)
+
+    def on_start(self) -> None:
+        from sessionstorm.locust.plugin import context
+        self.ctx = context(self.environment)
+        self.number = next(_numbers)
+
+    @property
+    def profile(self) -> Any:
+        return self.ctx.profile
+
+    @property
+    def models(self) -> list[str]:
+        return self.ctx.profile.models.names
+
+    def shared_key(self) -> str | None:
+        """Teams share keys: users are spread over --shared-keys keys."""
+        keys = self.ctx.keys
+        return keys[self.number % len(keys)] if keys else None
+
+    def send(self, req: Request, name: str | None = None) -> dict[str, Any]:
+        """Send, parse into the op record, write it to the history, check it online."""
+        op = req.op
+        stream = op["kind"] in STREAM_KINDS
+        start(op)
+        with self.client.request(req.method, req.path, name=name or op["kind"], data=req.body, headers=req.headers,
+                                 catch_response=True, stream=stream) as resp:
+            status = resp.status_code
+            if not status:  # never got a status line: connection refused, reset, timeout
+                transport_error(op, getattr(resp, "error", None) or ConnectionError("no response"), sent=True)
+            elif stream:
+                s = gateway.ChatStream(op)
+                s.begin(status, _headers(resp))
+                try:
+                    while data := resp.read(8192):
+                        s.feed(data, time.monotonic())
+                except Exception as e:  # a cut stream keeps what arrived
+                    s.finish(e)
+                else:
+                    s.finish()
+            else:
+                PARSERS[op["kind"]](op, status, _headers(resp), resp.content)
+            op["peer"] = self.ctx.peer
+            complete(op)
+            self.ctx.history.op(**op)
+            findings = check_op(op, self.ctx.expect_canary)
+            if findings:
+                code, detail = findings[0]
+                resp.failure(f"{code}: {detail}")
+            elif op.get("outcome") == "fail":
+                resp.failure(f"HTTP {status}: {op.get('error')}")
+            elif op.get("outcome") == "info":
+                resp.failure(f"outcome unknown: {op.get('error')}")
+            else:
+                resp.success()
+        return op
+
+
+def _headers(resp: Any) -> dict[str, str]:
+    return lower_headers(resp.headers.items() if resp.headers is not None else ())
+
+
+class GatewayUser(SessionstormUser):
+    """Base for chat-gateway scenarios: `build_chat(model=..., stream=...)`."""
+
+    abstract = True
+
+    def build_chat(self, model: str, stream: bool = False, key: str | None = None, **kw: Any) -> Request:
+        return gateway.build_chat(self.profile, self.ctx.prompts, key=key or self.shared_key(), model=model,
+                                  user=f"locust-{self.number}", stream=stream, **kw)
+
+
+class SharedKeyUser(GatewayUser):
+    """Many users on few API keys (--shared-keys), all asking at once, as teams do."""
+
+    stream = False
+
+    @task
+    def ask(self) -> None:
+        self.send(self.build_chat(self.models[0], stream=self.stream))
+
+
+class SharedKeyStreamUser(SharedKeyUser):
+    stream = True
+
+
+class ModelSwitchUser(GatewayUser):
+    """Alternates models quickly on one key shared by every ModelSwitchUser."""
+
+    stream = False
+
+    @task
+    def switch(self) -> None:
+        self.turn = getattr(self, "turn", self.number) + 1
+        key = self.ctx.keys[0] if self.ctx.keys else None
+        self.send(self.build_chat(self.models[self.turn % len(self.models)], stream=self.stream, key=key))
+
+
+class ModelSwitchStreamUser(ModelSwitchUser):
+    stream = True
+
+
+class ObserveUser(SessionstormUser):
+    """Parallel observes on a few shared sessions, with read-backs (lost writes, spurious 404s)."""
+
+    @task(5)
+    def observe(self) -> None:
+        sid = self.ctx.shared_sessions(self)[self.number % self.ctx.observe_sessions]
+        self.send(observe.build_observe(self.profile, self.ctx.prompts, sid, user=f"locust-{self.number}"))
+
+    @task(1)
+    def read_back(self) -> None:
+        sid = self.ctx.shared_sessions(self)[self.number % self.ctx.observe_sessions]
+        self.send(observe.build_read(self.profile, sid, user=f"locust-{self.number}"))
+
+
+class ConversationUser(SessionstormUser):
+    """A multi-turn conversation per user: the turn must grow, the session must stay."""
+
+    @task
+    def talk(self) -> None:
+        user = f"locust-{self.ctx.tag}-{self.number}"
+        op = self.send(conversation.build_message(self.profile, self.ctx.prompts, user), name="message")
+        if op.get("outcome") != "ok":
+            return
+        last = getattr(self, "last", None)
+        if last is not None and (op.get("turn") or 0) <= last[1]:
+            self.environment.events.request.fire(
+                request_type="CHECK", name="continuity", response_time=0, response_length=0, context={},
+                exception=AssertionError(f"CONTEXT_LOSS: turn {op.get('turn')} in {op.get('session_seen')} "
+                                         f"after turn {last[1]} in {last[0]}"))
+        self.last = (op.get("session_seen"), op.get("turn") or 0)
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sessionstorm: timed out after {timeout:g} s waiting for {what}")
+        gevent.sleep(0.05)
