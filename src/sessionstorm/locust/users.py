@@ -21,6 +21,7 @@ from typing import Any
 import gevent
 from locust import FastHttpUser, between, task
 
+from sessionstorm.checker.catalogue import CATALOGUE
 from sessionstorm.checker.online import check_op
 from sessionstorm.workload import PARSERS, conversation, gateway, observe
 from sessionstorm.workload.op import Request, complete, lower_headers, start, transport_error
@@ -79,11 +80,11 @@ class SessionstormUser(FastHttpUser):
             complete(op)
             self.ctx.history.op(**op)
             findings = check_op(op, self.ctx.expect_canary)
-            if findings:
-                code, detail = findings[0]
-                resp.failure(f"{code}: {detail}")
+            if findings:  # a stable message, so Locust counts failures per code; details are in the history
+                code = findings[0][0]
+                resp.failure(f"{code}: {CATALOGUE[code][1]}")
             elif op.get("outcome") == "fail":
-                resp.failure(f"HTTP {status}: {op.get('error')}")
+                resp.failure(f"HTTP {status}: {str(op.get('error'))[:80]}")
             elif op.get("outcome") == "info":
                 resp.failure(f"outcome unknown: {op.get('error')}")
             else:
@@ -162,8 +163,7 @@ class ConversationUser(SessionstormUser):
         if last is not None and (op.get("turn") or 0) <= last[1]:
             self.environment.events.request.fire(
                 request_type="CHECK", name="continuity", response_time=0, response_length=0, context={},
-                exception=AssertionError(f"CONTEXT_LOSS: turn {op.get('turn')} in {op.get('session_seen')} "
-                                         f"after turn {last[1]} in {last[0]}"))
+                exception=AssertionError(f"CONTEXT_LOSS: {CATALOGUE['CONTEXT_LOSS'][1]}"))
         self.last = (op.get("session_seen"), op.get("turn") or 0)
 
 

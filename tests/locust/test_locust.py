@@ -1,0 +1,72 @@
+"""The real `locust` command in a subprocess, headless, on the embedded stack."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sessionstorm.history import history_files, iter_records
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def locust(tmp_path: Path, locustfile: str, *args: str, bugs: str = "", run_time: str = "5s") -> tuple[subprocess.CompletedProcess, Path]:
+    reports = tmp_path / "reports"
+    env = {**os.environ, "SESSIONSTORM_TARGET_BUGS": bugs}
+    p = subprocess.run([sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / locustfile), "--headless",
+                        "-u", "16", "-r", "16", "-t", run_time, "--reports-dir", str(reports), *args],
+                       capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
+    return p, reports
+
+
+def results_of(reports: Path) -> dict:
+    return json.loads((reports / "latest" / "results.json").read_text())
+
+
+def test_clean_run_exits_0_with_a_full_history(tmp_path):
+    p, reports = locust(tmp_path, "shared_key.py")
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = results_of(reports)
+    assert r["valid"] is True and r["outcomes"]["ok"] > 20 and "verdict: CLEAN" in p.stderr
+    ops = [rec for rec in iter_records(history_files(reports / "latest")) if rec["type"] == "op"]
+    assert len(ops) == r["ops"] and all(o["kind"] == "chat" and o["canaries_sent"] for o in ops)
+    assert all(o["key"].startswith("fp_") for o in ops)  # keys are fingerprinted ...
+    assert not any("sk-ss-" in f.read_text() for f in history_files(reports / "latest"))  # ... never written
+
+
+@pytest.mark.parametrize(("locustfile", "bugs", "code"), [
+    ("shared_key.py", "no-request-id", "CROSSTALK"),
+    ("parallel_observe.py", "lost-update-observe", "LOST_WRITE"),
+    ("parallel_observe.py", "unlocked-lazy-init", "SPURIOUS_NOT_FOUND"),
+])
+def test_seeded_bug_exits_1_with_its_code(tmp_path, locustfile, bugs, code):
+    p, reports = locust(tmp_path, locustfile, bugs=bugs)
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert code in {a["code"] for a in results_of(reports)["anomalies"]}
+    assert code in p.stderr  # shown online (Locust's failures) and in the summary
+
+
+def test_processes_2_merge_into_one_history_and_one_verdict(tmp_path):
+    p, reports = locust(tmp_path, "shared_key.py", "--processes", "2", bugs="no-request-id")
+    assert p.returncode == 1, p.stderr[-2000:]
+    files = history_files(reports / "latest")
+    assert len(files) == 2 and all("worker" in f.name for f in files)
+    r = results_of(reports)
+    assert r["ops"] == sum(1 for f in files for rec in iter_records([f]) if rec["type"] == "op")
+    assert p.stderr.count("== sessionstorm") == 1 and "CROSSTALK" in {a["code"] for a in r["anomalies"]}
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("--target-bugs", "no-such-bug"), "bugs=no-such-bug"),
+    (("--host", "http://127.0.0.1:9"), "host=http://127.0.0.1:9"),
+    (("--shared-keys", "0"), "shared-keys=0"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, words):
+    p, _ = locust(tmp_path, "shared_key.py", *args, run_time="2s")
+    assert p.returncode == 2
+    errors = [line for line in p.stderr.splitlines() if line.startswith("sessionstorm: error:")]
+    assert len(errors) == 1 and words in errors[0] and "Traceback" not in p.stderr
