@@ -124,7 +124,7 @@ def _setup_master(environment: Any) -> dict[str, Any]:
     if o.shared_keys < 1:
         raise ConfigError("shared-keys", o.shared_keys, "an integer >= 1", "pass --shared-keys 1 or more")
     own_profile = o.target_profile
-    profile = load_profile(own_profile or str(REFERENCE))
+    profile = load_profile(own_profile or str(REFERENCE), check=not o.host)  # --host replaces its base_url
     if o.host:
         _reachable(o.host)
         profile = with_base_url(profile, o.host.rstrip("/"))

@@ -1,7 +1,10 @@
 """Realistic prompts and payloads, each carrying one canary.
 
 Faker makes the topics and the length varies, so a target never sees one repeated
-string (caches, dedup and batching behave as in production). The canary sits at a
+string (caches, dedup and batching behave as in production). Faker is slow (about half a
+millisecond a prompt), more than a load generator can spend per request, so each maker
+draws a pool of Faker texts once and composes prompts from it: with POOL asks and POOL
+contexts, the combinations run into the tens of thousands before any canary is added. The canary sits at a
 varying place in the text; ``llm="real"`` adds an instruction asking the model to
 repeat it verbatim, since a real model only echoes what it is asked to.
 """
@@ -10,6 +13,8 @@ from __future__ import annotations
 import random
 
 from faker import Faker
+
+POOL = 256
 
 _ASKS = (
     "Summarise {topic} in {n} bullet points for a {job}.",
@@ -38,6 +43,9 @@ class PromptMaker:
         self.rng = random.Random(seed)
         if seed is not None:
             self.fake.seed_instance(seed)
+        self._asks = [self._fill(self.rng.choice(_ASKS)) for _ in range(POOL)]
+        self._notes = [self._fill(self.rng.choice(_NOTES)) for _ in range(POOL)]
+        self._contexts = [self._context() for _ in range(POOL)]
 
     def _fill(self, template: str) -> str:
         f = self.fake
@@ -61,15 +69,15 @@ class PromptMaker:
         return f"{text} (ticket {canary})"
 
     def chat(self, canary: str) -> str:
-        ask = self._fill(self.rng.choice(_ASKS))
-        context = self._context()
+        ask = self.rng.choice(self._asks)
+        context = self.rng.choice(self._contexts)
         body = f"{context}\n\n{ask}" if context else ask
         if self.llm == "real":
             return f"Start your answer with the token {canary} copied exactly, then answer.\n\n{body}"
         return self._place(body, canary)
 
     def observation(self, canary: str) -> str:
-        return self._place(self._fill(self.rng.choice(_NOTES)), canary)
+        return self._place(self.rng.choice(self._notes), canary)
 
     def message(self, canary: str) -> str:
         return self.chat(canary)
