@@ -6,7 +6,6 @@ Goal (issue 4): 1M ops in <= 5 s and <= 500 MB peak.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile

@@ -38,19 +38,24 @@ def cli() -> None:
     """Load-test and regression harness for session-backed API gateways."""
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_command(command: click.Command, prog: str, argv: list[str] | None = None) -> int:
+    """Run a click command the sessionstorm way: a user's mistake is one line and exit 2."""
     try:
-        rv = cli.main(args=argv, prog_name="sessionstorm", standalone_mode=False)
+        rv = command.main(args=argv, prog_name=prog, standalone_mode=False)
     except SessionstormError as e:
-        click.echo(f"sessionstorm: error: {e}", err=True)
+        click.echo(f"{prog}: error: {e}", err=True)
         return e.exit_code
     except click.UsageError as e:
-        click.echo(f"sessionstorm: error: {e.format_message()}", err=True)
+        click.echo(f"{prog}: error: {e.format_message()}", err=True)
         return 2
     except click.exceptions.Abort:
-        click.echo("sessionstorm: interrupted", err=True)
+        click.echo(f"{prog}: interrupted", err=True)
         return 130
     return rv if isinstance(rv, int) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(cli, "sessionstorm", argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from sessionstorm.checker import check_run, compose
 from sessionstorm.checker.observe import Observe

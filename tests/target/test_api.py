@@ -10,7 +10,7 @@ import pytest
 
 from sessionstorm.canary import canary_for, new_op_id, parse_echo
 
-from .conftest import ADMIN, new_key
+from .conftest import new_key
 
 
 def test_health_admin_and_key_storage(target, sessionstorm_stack):

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from sessionstorm.cli import run_command
 from sessionstorm.errors import ConfigError
 from sessionstorm.provider.app import create_app
 from sessionstorm.provider.server import serve
@@ -50,19 +51,5 @@ def main(host: str, port: int, models: str, seed: int | None, log_level: str, **
     serve(create_app(Settings(**knobs), names, seed), host, port, log_level)
 
 
-def run() -> int:
-    try:
-        main.main(standalone_mode=False)
-    except ConfigError as e:
-        print(f"sessionstorm.provider: error: {e}", file=sys.stderr)
-        return 2
-    except click.UsageError as e:
-        print(f"sessionstorm.provider: error: {e.format_message()}", file=sys.stderr)
-        return 2
-    except click.exceptions.Abort:
-        return 130
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(run_command(main, "sessionstorm.provider"))

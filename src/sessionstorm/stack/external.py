@@ -3,7 +3,6 @@ take its addresses. Nothing is started, nothing is stopped, no database is creat
 from __future__ import annotations
 
 import os
-from typing import Any
 from urllib.parse import urlsplit
 
 from sessionstorm.errors import ConfigError

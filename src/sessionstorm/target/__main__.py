@@ -8,6 +8,7 @@ import sys
 import click
 import uvicorn
 
+from sessionstorm.cli import run_command
 from sessionstorm.errors import ConfigError
 from sessionstorm.target.bugs import BUGS, parse_bugs
 from sessionstorm.target.settings import Settings
@@ -56,19 +57,5 @@ def create_key_cmd(user: str) -> None:
     click.echo(asyncio.run(run())["api_key"])
 
 
-def run() -> int:
-    try:
-        main.main(standalone_mode=False)
-    except ConfigError as e:
-        print(f"sessionstorm.target: error: {e}", file=sys.stderr)
-        return 2
-    except click.UsageError as e:
-        print(f"sessionstorm.target: error: {e.format_message()}", file=sys.stderr)
-        return 2
-    except click.exceptions.Abort:
-        return 130
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(run_command(main, "sessionstorm.target"))

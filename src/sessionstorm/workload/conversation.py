@@ -13,7 +13,7 @@ import orjson
 
 from sessionstorm.canary import find_canaries
 from sessionstorm.workload.op import (
-    Headers, Request, apply_status, decode_json, error_text, excerpt, lower_headers, new_op,
+    Headers, Request, excerpt, new_op, read_reply,
 )
 
 if TYPE_CHECKING:
@@ -36,13 +36,8 @@ def build_message(profile: Profile, prompts: PromptMaker, user_id: str, *, key: 
 
 
 def parse(op: dict[str, Any], status: int, headers: Headers | None, body: bytes | str | None) -> dict[str, Any]:
-    h = lower_headers(headers)
-    apply_status(op, status, h)
-    doc = decode_json(body)
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
-    op["reply_excerpt"] = excerpt(text)
+    h, doc, text = read_reply(op, status, headers, body)
     if op["outcome"] != "ok":
-        op["error"] = error_text(doc, body)
         return op
     if not isinstance(doc, dict):
         op["error"] = "reply is not a JSON object"

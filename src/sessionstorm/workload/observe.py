@@ -14,7 +14,7 @@ import orjson
 
 from sessionstorm.canary import find_canaries
 from sessionstorm.workload.op import (
-    Headers, Request, apply_status, decode_json, error_text, excerpt, lower_headers, new_op,
+    Headers, Request, excerpt, new_op, read_reply,
 )
 
 if TYPE_CHECKING:
@@ -60,13 +60,8 @@ def build_delete(profile: Profile, session_id: str, *, key: str | None = None, u
 
 def parse(op: dict[str, Any], status: int, headers: Headers | None, body: bytes | str | None) -> dict[str, Any]:
     """Fill any observe-flavor op from its reply."""
-    h = lower_headers(headers)
-    apply_status(op, status, h)
-    doc = decode_json(body)
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
-    op["reply_excerpt"] = excerpt(text)
+    h, doc, text = read_reply(op, status, headers, body)
     if op["outcome"] != "ok":
-        op["error"] = error_text(doc, body)
         return op
     doc = doc if isinstance(doc, dict) else {}
     op["session_seen"] = doc.get("session_id") or h.get("x-session-id") or op.get("session_sent")

@@ -114,3 +114,17 @@ def excerpt(text: str | None) -> str | None:
     if not text:
         return None
     return text if len(text) <= EXCERPT else text[: EXCERPT - 1] + "…"
+
+
+def read_reply(op: dict[str, Any], status: int, headers: Headers | None,
+               body: bytes | str | None) -> tuple[dict[str, str], Any, str]:
+    """What every JSON flavor's parser starts with: status fields, the decoded body, its
+    text and excerpt; on a failed status the server's error words go into ``op["error"]``."""
+    h = lower_headers(headers)
+    apply_status(op, status, h)
+    doc = decode_json(body)
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    op["reply_excerpt"] = excerpt(text)
+    if op["outcome"] != "ok":
+        op["error"] = error_text(doc, body)
+    return h, doc, text
