@@ -17,6 +17,7 @@ from sessionstorm.workload.launch import launch
 from sessionstorm.workload.profile import load_profile
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
+ONLY = os.environ.get("BENCH_ONLY")
 CASES = [  # bug, scenario, the knob that sets concurrency, codes that count
     ("no-request-id", "shared_key", "users", {"CROSSTALK"}),
     ("model-switch-race", "model_switch", "users", {"WRONG_MODEL", "SESSION_EXPIRED_IN_FLIGHT"}),
@@ -37,6 +38,8 @@ def main() -> None:
         print(f"runs (of {REPEATS}) in which the anomaly was found; clean target in brackets")
         print(f"{'bug':<36} {'scenario':<18} {'knob':<12} " + "  ".join(f"{'level':>5}" for _ in range(3)))
         for bugs, scenario, knob, codes in CASES:
+            if ONLY and bugs != ONLY:
+                continue
             cells = []
             for level in LEVELS[knob]:
                 hits, clean_hits = 0, 0

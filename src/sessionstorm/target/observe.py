@@ -3,11 +3,13 @@
 Clean: the Redis client is (re)made under a lock and published only when complete, and an
 observation is appended atomically (RPUSH). The bugs:
 
-- ``unlocked-lazy-init``: the client is recycled like a pooled connection (after
-  RECYCLE_USES uses or RECYCLE_AGE_S seconds) and re-made lazily without a lock, and it is
-  published before its key namespace is loaded (an await in between) -- a request arriving
-  in that window sees a half-made client, looks under the wrong key and answers this
-  service's own 404 SESSION_NOT_FOUND for a session that exists, as seed 004's workers did.
+- ``unlocked-lazy-init``: the client is made lazily on first use and re-made like a pooled
+  connection (after RECYCLE_USES uses, RECYCLE_AGE_S seconds, or IDLE_S seconds idle), without
+  a lock, and it is published before its key namespace is loaded (an await in between). A
+  request arriving in that window uses the half-made client: a read looks under the wrong
+  key and answers this service's own 404 SESSION_NOT_FOUND for a session that exists; a
+  create files its session under the wrong key, so every later request for it gets 404 --
+  deterministic, retries never help, as in seed 004.
 - ``lost-update-observe``: observe reads the whole session, appends, writes it back: two
   concurrent observes read the same list and the later write drops the other's entry.
 """
@@ -30,6 +32,7 @@ NAMESPACE = "sessionstorm:observe:"
 CONFIG_KEY = "sessionstorm:config:namespace"  # an operator may move the namespace
 RECYCLE_USES = 10
 RECYCLE_AGE_S = 2.0
+IDLE_S = 0.5
 # An observe does work with the observation (seed 004's service learns from it), awaited
 # like any I/O; clean and buggy paths both do it. Env SESSIONSTORM_TARGET_OBSERVE_WORK_MS.
 WORK_S = float(os.environ.get("SESSIONSTORM_TARGET_OBSERVE_WORK_MS", "2")) / 1000
@@ -46,12 +49,14 @@ class RedisSessions:
         self.prefix = ""
         self._born = 0.0
         self._uses = 0
+        self._last_use = 0.0
         self._lock = asyncio.Lock()
         self._old: list[aioredis.Redis] = []
 
     def _fresh(self) -> bool:
-        return (self.client is not None and self._uses < RECYCLE_USES
-                and time.monotonic() - self._born < RECYCLE_AGE_S)
+        now = time.monotonic()
+        return (self.client is not None and self._uses < RECYCLE_USES and now - self._born < RECYCLE_AGE_S
+                and now - self._last_use < IDLE_S)
 
     async def _client(self) -> tuple[aioredis.Redis, str]:
         if not self._fresh():
@@ -62,6 +67,7 @@ class RedisSessions:
                     if not self._fresh():
                         await self._init_locked()
         self._uses += 1
+        self._last_use = time.monotonic()
         assert self.client is not None
         return self.client, self.prefix
 
@@ -71,10 +77,12 @@ class RedisSessions:
         prefix = (await client.get(CONFIG_KEY) or NAMESPACE.encode()).decode()
         self._retire()
         self.client, self.prefix, self._born, self._uses = client, prefix, time.monotonic(), 0
+        self._last_use = self._born
 
     async def _init_unlocked(self) -> None:
         self._retire()
         self.client, self.prefix, self._born, self._uses = aioredis.from_url(self.url), "", time.monotonic(), 0
+        self._last_use = self._born
         # Others run during these awaits and use the client before it has its namespace.
         await self.client.ping()
         self.prefix = (await self.client.get(CONFIG_KEY) or NAMESPACE.encode()).decode()
