@@ -3,8 +3,9 @@
 Runs against the reference target (fixtures/reference.toml) on the stack of the
 ``sessionstorm`` pytest plugin, one stack per xdist worker. Point it at your own service
 with ``--target-profile FILE`` (or SESSIONSTORM_TARGET_PROFILE): the same scenarios run
-against it and the bug-zoo tests skip. Each test leaves a run folder under
-reports/regression/ and the suite writes JUnit XML to reports/regression/junit.xml.
+against it and the bug-zoo tests skip. Each test leaves a run folder (with report.html) under
+reports/regression/ and the suite writes JUnit XML to reports/regression/junit.xml: one
+test case per scenario, the anomaly summary and the report path in a failure's message.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 from sessionstorm.checker import check_run
 from sessionstorm.checker.summary import summary_lines
 from sessionstorm.driver import SCENARIOS, run_scenario
+from sessionstorm.report import render_report
 from sessionstorm.rundir import RunDir
 from sessionstorm.workload.launch import RunningTarget, attach, launch
 from sessionstorm.workload.profile import Profile, load_profile
@@ -77,7 +79,8 @@ def run_checked(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any]]
         asyncio.run(run_scenario(SCENARIOS[scenario], target, run_dir, **overrides))
         results = check_run(run_dir)
         results["where"] = str(run_dir.path)
-        results["summary"] = "\n".join(summary_lines(results, run_dir.path))
+        report = render_report(run_dir, results)
+        results["summary"] = "\n".join([*summary_lines(results, run_dir.path), f"report: {report}"])
         return results
 
     return run

@@ -18,6 +18,8 @@ SUBCOMMANDS: dict[str, str] = {
     "check": "sessionstorm.checker.cli:check",
     "run": "sessionstorm.runner:run",
     "check-profile": "sessionstorm.workload.check:check_profile",
+    "report": "sessionstorm.report.cli:report",
+    "compare": "sessionstorm.report.cli:compare",
 }
 
 

@@ -16,6 +16,7 @@ from sessionstorm.checker import check_run, exit_code
 from sessionstorm.checker.summary import summary_lines
 from sessionstorm.driver import SCENARIOS, run_scenario
 from sessionstorm.errors import ConfigError
+from sessionstorm.report import render_report
 from sessionstorm.rundir import DEFAULT_ROOT, RunDir
 from sessionstorm.workload.profile import load_profile, parse_sets, profile_options
 
@@ -68,21 +69,11 @@ def run(scenario: str, target_profile: str | None, sets: tuple[str, ...], bugs: 
         if stack is not None:
             stack.stop()
     results = check_run(run_dir)
-    _render(run_dir)
     for line in summary_lines(results, run_dir.path):
         click.echo(line)
+    click.echo(f"report: {render_report(run_dir, results)}")
     if expect:
         found = any(a["code"] == expect for a in results["anomalies"])
         click.echo(f"expected {expect}: {'found' if found else 'NOT found'}")
         sys.exit(0 if found else 1)
     sys.exit(exit_code(results))
-
-
-def _render(run_dir: RunDir) -> None:
-    """The HTML report, when the report module is installed (it renders from results.json)."""
-    try:
-        from sessionstorm.report import render_report
-    except ImportError:
-        return
-    path = render_report(run_dir.path)
-    click.echo(f"report: {path}")

@@ -220,13 +220,9 @@ def _quitting(environment: Any, **_: Any) -> None:
 def _verdict(run_dir: RunDir) -> int:
     from sessionstorm.checker import check_run, exit_code
     from sessionstorm.checker.summary import summary_lines
+    from sessionstorm.report import render_report
 
     results = check_run(run_dir)
-    lines = summary_lines(results, run_dir.path)
-    try:
-        from sessionstorm.report import render_report
-        lines.append(f"report: {render_report(run_dir.path)}")
-    except ImportError:
-        pass
+    lines = [*summary_lines(results, run_dir.path), f"report: {render_report(run_dir, results)}"]
     sys.stderr.write("\n".join(["", "== sessionstorm", *lines, ""]) + "\n")
     return exit_code(results)
