@@ -14,11 +14,8 @@ of the profile's SQL invariants (``when="after"``).
 from __future__ import annotations
 
 import asyncio
-import datetime
-import decimal
 import secrets
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,14 +27,13 @@ import httpx
 from sessionstorm.errors import ConfigError
 from sessionstorm.history import HistoryWriter, process_name
 from sessionstorm.rundir import RunDir
-from sessionstorm.workload import PARSERS, STREAM_KINDS, conversation, gateway, observe
+from sessionstorm.workload import PARSERS, STREAM_KINDS, conversation, gateway, observe, snapshots
 from sessionstorm.workload.gateway import ChatStream
 from sessionstorm.workload.keys import make_keys
 from sessionstorm.workload.launch import RunningTarget
 from sessionstorm.workload.op import Request, complete, start, transport_error
 from sessionstorm.workload.prompts import PromptMaker
 
-SNAPSHOT_TIMEOUT_S = 10.0
 
 
 def _peer(response: httpx.Response) -> str | None:
@@ -45,18 +41,6 @@ def _peer(response: httpx.Response) -> str | None:
     stream = response.extensions.get("network_stream")
     addr = stream.get_extra_info("server_addr") if stream is not None else None
     return f"{addr[0]}:{addr[1]}" if addr else None
-
-
-def _jsonable(v: Any) -> Any:
-    if v is None or isinstance(v, (str, int, float, bool)):
-        return v
-    if isinstance(v, (datetime.datetime, datetime.date)):
-        return v.isoformat()
-    if isinstance(v, (decimal.Decimal, uuid.UUID, bytes)):
-        return str(v)
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return str(v)
 
 
 class Driver:
@@ -148,34 +132,9 @@ class Driver:
 
     async def snapshot(self, when: str) -> list[dict[str, Any]]:
         """Run every SQL invariant against the target's database; one snapshot event each."""
-        import asyncpg
-
-        invariants, dsn = self.profile.invariants, self.target.dsn
-        if not invariants:
-            return []
-        results: list[dict[str, Any]] = []
-        conn = None
-        connect_error = None if dsn else "no database.dsn in the profile"
-        if dsn:
-            try:
-                conn = await asyncpg.connect(dsn, timeout=SNAPSHOT_TIMEOUT_S)
-            except (OSError, asyncpg.PostgresError, TimeoutError) as e:
-                connect_error = f"{type(e).__name__}: {e}"
-        try:
-            for name, sql in invariants.items():
-                rows, error = None, connect_error
-                if conn is not None:
-                    try:
-                        recs = await conn.fetch(sql, timeout=SNAPSHOT_TIMEOUT_S)
-                        rows = [{k: _jsonable(v) for k, v in r.items()} for r in recs]
-                    except (asyncpg.PostgresError, TimeoutError, OSError) as e:
-                        error = f"{type(e).__name__}: {e}"
-                data = {"invariant": name, "sql": sql, "rows": rows, "error": error, "when": when}
-                self.history.event("snapshot", **data)
-                results.append(data)
-        finally:
-            if conn is not None:
-                await conn.close()
+        results = await snapshots.take(self.target.dsn, self.profile.invariants, when)
+        for data in results:
+            self.history.event("snapshot", **data)
         return results
 
     async def keys(self, users: Sequence[str]) -> dict[str, str]:
@@ -360,6 +319,15 @@ class ScenarioResult:
     snapshots: list[dict[str, Any]]
 
 
+SNAPSHOT_EVERY_S = 1.0  # invariants are also read while the load runs: a transient duplicate counts
+
+
+async def _snapshots_during(d: Driver) -> None:
+    while True:
+        await asyncio.sleep(SNAPSHOT_EVERY_S)
+        await d.snapshot("during")
+
+
 async def run_scenario(scenario: type[Scenario] | str, target: RunningTarget, run_dir: RunDir,
                        seed: int | None = None, **overrides: int) -> ScenarioResult:
     """Run one scenario against a running target into ``run_dir``; returns what was recorded.
@@ -383,9 +351,12 @@ async def run_scenario(scenario: type[Scenario] | str, target: RunningTarget, ru
         async with Driver(target, history, seed=seed, max_connections=max(sc.widest(), 10)) as d:
             history.event("phase", name="start", scenario=sc.name, settings=sc.settings())
             await d.warm(sc.widest())
+            during = asyncio.create_task(_snapshots_during(d))
             try:
                 await sc.run(d)
             finally:
+                during.cancel()
+                await asyncio.gather(during, return_exceptions=True)
                 snapshots = await d.snapshot("after")
                 history.event("phase", name="end", scenario=sc.name)
             ops = d.ops

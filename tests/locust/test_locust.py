@@ -36,6 +36,9 @@ def test_clean_run_exits_0_with_a_full_history(tmp_path):
     assert len(ops) == r["ops"] and all(o["kind"] == "chat" and o["canaries_sent"] for o in ops)
     assert all(o["key"].startswith("fp_") for o in ops)  # keys are fingerprinted ...
     assert not any("sk-ss-" in f.read_text() for f in history_files(reports / "latest"))  # ... never written
+    snaps = [rec["data"] for rec in iter_records(history_files(reports / "latest")) if rec.get("kind") == "snapshot"]
+    assert "after" in {s["when"] for s in snaps} and all(s["rows"] == [] and s["error"] is None for s in snaps)
+    assert (reports / "latest" / "report.html").is_file()
 
 
 @pytest.mark.parametrize(("locustfile", "bugs", "code"), [
@@ -53,7 +56,7 @@ def test_seeded_bug_exits_1_with_its_code(tmp_path, locustfile, bugs, code):
 def test_processes_2_merge_into_one_history_and_one_verdict(tmp_path):
     p, reports = locust(tmp_path, "shared_key.py", "--processes", "2", bugs="no-request-id")
     assert p.returncode == 1, p.stderr[-2000:]
-    files = history_files(reports / "latest")
+    files = [f for f in history_files(reports / "latest") if "snapshots" not in f.name]
     assert len(files) == 2 and all("worker" in f.name for f in files)
     r = results_of(reports)
     assert r["ops"] == sum(1 for f in files for rec in iter_records([f]) if rec["type"] == "op")

@@ -69,6 +69,7 @@ class _State:
     target: Any = None
     setup: dict[str, Any] | None = None
     ctx: Context | None = None
+    snapshots: Any = None  # (history writer, greenlet) of the invariant snapshots, on the master
 
 
 _state = _State()
@@ -193,6 +194,33 @@ def _init(environment: Any, **_: Any) -> None:
 def _test_start(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner) and _state.setup is not None:
         environment.runner.send_message(SETUP_MESSAGE, _state.setup)
+    if not isinstance(environment.runner, WorkerRunner) and _state.target is not None and _state.snapshots is None:
+        proc = process_name("snapshots")
+        history = HistoryWriter(RunDir(_state.setup["run_dir"]).history_path(proc), proc)
+        _state.snapshots = (history, gevent.spawn(_snapshot_loop, history))
+
+
+SNAPSHOT_EVERY_S = 5.0
+
+
+def _snapshot(history: HistoryWriter, when: str) -> None:
+    """The profile's SQL invariants, read in a real thread so the load's greenlets keep running."""
+    import asyncio
+
+    from sessionstorm.workload import snapshots
+
+    t = _state.target
+    if not t.profile.invariants:
+        return
+    pool = gevent.get_hub().threadpool
+    for data in pool.apply(asyncio.run, (snapshots.take(t.dsn, t.profile.invariants, when),)):
+        history.event("snapshot", **data)
+
+
+def _snapshot_loop(history: HistoryWriter) -> None:
+    while True:
+        gevent.sleep(SNAPSHOT_EVERY_S)
+        _snapshot(history, "during")
 
 
 @events.test_stop.add_listener
@@ -208,6 +236,11 @@ def _quitting(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner) or _state.setup is None:
         return
     try:
+        if _state.snapshots is not None:
+            history, loop = _state.snapshots
+            loop.kill()
+            _snapshot(history, "after")
+            history.close()
         if isinstance(environment.runner, MasterRunner):
             time.sleep(1.5)  # workers close their files on quit; give the last flush time to land
         environment.process_exit_code = _verdict(RunDir(_state.setup["run_dir"]))
