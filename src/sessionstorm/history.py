@@ -23,6 +23,7 @@ killed process loses at most the last second.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import socket
@@ -38,6 +39,7 @@ OUTCOMES = ("ok", "fail", "info")
 FLUSH_SECONDS = 1.0
 
 
+@functools.lru_cache(maxsize=4096)  # few keys, asked for on every request
 def fingerprint(key: str | None) -> str | None:
     """A stable, non-reversible name for an API key, safe to write to disk."""
     if key is None:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
+from urllib.parse import quote
 
 from sessionstorm.errors import ConfigError
 
@@ -121,9 +122,9 @@ class Profile:
 
     def path(self, name: str, **values: str) -> str:
         """The path of an operation with its placeholders filled (values URL-quoted)."""
-        from urllib.parse import quote
-
         template = getattr(self.paths, name)
+        if "{" not in template:  # most paths have no placeholder: skip the regex
+            return template
         return PLACEHOLDER.sub(lambda m: quote(str(values[m[1]]), safe=""), template)
 
     def auth_headers(self, key: str | None) -> dict[str, str]:
