@@ -11,10 +11,14 @@ def _compare(capsys, old, new) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
+LONG = {"users": 10, "rounds": 25}  # 250 samples: p95 is judged (compare.min_samples)
+
+
 def test_compare_flags_a_doubled_p95_and_a_new_code_but_not_the_same_build(checked_run, sessionstorm_stack, capsys):
-    base, r_base = checked_run("shared_key", rounds=4)
-    same, r_same = checked_run("shared_key", rounds=4)
+    base, r_base = checked_run("shared_key", **LONG)
+    same, r_same = checked_run("shared_key", **LONG)
     assert r_base["valid"] is True and r_same["valid"] is True
+    assert r_base["stats"]["latency_ms"]["samples"] >= 200, "premise: enough samples for p95 to be judged"
     code, out = _compare(capsys, base, same)
     assert code == 0, out
     assert "verdict: no regression" in out and (same / "compare.html").is_file()
@@ -25,7 +29,7 @@ def test_compare_flags_a_doubled_p95_and_a_new_code_but_not_the_same_build(check
     slow = {"delay_ms": round(p95_old * 1.2)}  # every reply later by more than the old p95
     assert httpx.post(faults, json=slow).status_code == 200
     try:
-        slower, r_slow = checked_run("shared_key", rounds=4)
+        slower, r_slow = checked_run("shared_key", **LONG)
     finally:
         httpx.post(faults, json={k: normal[k] for k in slow})
     p95_new = r_slow["stats"]["latency_ms"]["p95"]

@@ -73,3 +73,24 @@ def test_reservoir_keeps_a_uniform_sample():
 def test_limits_reject_negative_values_with_one_line():
     with pytest.raises(ConfigError, match="latency-ratio"):
         Limits(latency_ratio=-1)
+
+
+def _results(folder, samples: int, p95: float) -> str:
+    import json
+    folder.mkdir()
+    stats = {"latency_ms": {"p50": 100.0, "p95": p95, "p99": p95, "samples": samples},
+             "error_rate": 0.0, "throughput_rps": 50.0}
+    (folder / "results.json").write_text(json.dumps({"valid": True, "stats": stats, "anomalies": []}))
+    return str(folder)
+
+
+def test_a_percentile_is_judged_only_with_enough_samples_beyond_it(tmp_path):
+    from sessionstorm.report.compare import compare_runs, min_samples
+    assert (min_samples(50), min_samples(95), min_samples(99)) == (20, 200, 1000)
+    small = compare_runs(_results(tmp_path / "a", 40, 200.0), _results(tmp_path / "b", 40, 400.0))
+    rows = {r["metric"]: r for r in small["rows"]}
+    assert not small["regressed"] and rows["latency p95 (ms)"]["rule"].startswith("not judged: 40 samples")
+    big = compare_runs(_results(tmp_path / "c", 300, 200.0), _results(tmp_path / "d", 300, 400.0))
+    rows = {r["metric"]: r for r in big["rows"]}
+    assert big["regressed"] and rows["latency p95 (ms)"]["regressed"]
+    assert rows["latency p99 (ms)"]["rule"].startswith("not judged: 300 samples, p99 needs 1000")

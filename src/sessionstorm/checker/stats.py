@@ -44,7 +44,8 @@ class Stats(Checker):
         decided = self.outcomes["ok"] + self.outcomes["fail"]
         duration = (self.last - self.first) if self.first is not None and self.last is not None else 0.0
         total = sum(self.outcomes.values())
-        return {"latency_ms": {"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": round(lat[-1], 3) if lat else None},
+        return {"latency_ms": {"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": round(lat[-1], 3) if lat else None,
+                               "samples": len(lat)},
                 "throughput_rps": round(total / duration, 2) if duration > 0 else None,
                 "error_rate": round(self.outcomes["fail"] / decided, 5) if decided else None,
                 "session_reuse_ratio": reuse_ratio, "duration_s": round(duration, 3)}
