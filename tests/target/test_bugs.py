@@ -14,7 +14,7 @@ from sessionstorm.canary import canary_for, find_canaries, new_op_id, parse_echo
 
 from .conftest import client, new_key
 
-ATTEMPTS = 3
+ATTEMPTS = 5
 
 
 def sql(dsn: str, query: str) -> list:
@@ -32,9 +32,9 @@ def chat(model: str, canary: str) -> dict:
 
 
 def crosstalk(t) -> int:
-    """10 developers on one key at once: replies carrying another request's canary."""
+    """20 developers on one key at once: replies carrying another request's canary."""
     h = {"Authorization": f"Bearer {new_key(t.url)}"}
-    canaries = [canary_for(new_op_id()) for _ in range(10)]
+    canaries = [canary_for(new_op_id()) for _ in range(20)]
 
     async def run():
         async with client(t.url) as c:

@@ -30,19 +30,29 @@ __all__ = ["BACKENDS", "PostgresInfo", "RedisInfo", "ServiceInfo", "Stack", "Tar
 # name -> "module:attribute", a Backend subclass or a factory (workdir, options) -> Backend.
 # Imported only when chosen, so a pytest plugin or `--help` never pays for docker's imports.
 BACKENDS: dict[str, str] = {
+    "auto": "",  # docker when an engine answers, else embedded (resolve_backend decides)
     "embedded": "sessionstorm.stack.embedded:EmbeddedBackend",
+    "docker": "sessionstorm.stack.docker:DockerBackend",
     "external": "sessionstorm.stack.external:ExternalBackend",
 }
 
 _EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # become SystemExit; SIGINT is KeyboardInterrupt already
 
 
-def resolve_backend(name: str | None) -> str:
-    """The backend to use: the argument, else SESSIONSTORM_BACKEND, else embedded."""
+def resolve_backend(name: str | None, progress: Progress | None = None) -> str:
+    """The backend to use: the argument, else SESSIONSTORM_BACKEND, else embedded.
+    ``auto`` becomes docker when an engine answers, else embedded, and says which."""
     name = name or os.environ.get("SESSIONSTORM_BACKEND") or "embedded"
     if name not in BACKENDS:
         raise ConfigError("backend", name, f"one of {', '.join(BACKENDS)}",
                           "pass --backend or set SESSIONSTORM_BACKEND to one of them")
+    if name == "auto":
+        from sessionstorm.stack.docker import engine_answers
+
+        ok, where = engine_answers()
+        name = "docker" if ok else "embedded"
+        if progress is not None:
+            progress(f"backend auto: {name} (docker engine {'at ' + where if ok else 'not answering: ' + where})")
     return name
 
 
@@ -60,8 +70,8 @@ class Stack:
 
     def __init__(self, backend: str | None = None, *, progress: Progress | None = None,
                  provider_args: list[str] | None = None, start_timeout: float = 60.0, **options: Any) -> None:
-        self.backend_name = resolve_backend(backend)
         self.progress = progress or (lambda msg: None)
+        self.backend_name = resolve_backend(backend, self.progress)
         self.options = {"provider_args": provider_args or [], "start_timeout": start_timeout, **options}
         self.dir: Path | None = None
         self.backend: Backend | None = None

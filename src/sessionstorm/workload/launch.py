@@ -18,8 +18,9 @@ from urllib.parse import unquote, urlsplit
 from sessionstorm.errors import StartupError
 from sessionstorm.workload.profile import PLACEHOLDER, Profile, fill, with_base_url
 
-# Filled by the stack itself when the target starts (its port is chosen then).
-STACK_FILLS = ("port",)
+# Filled by the stack itself when the target starts: its port is chosen then, and the
+# python that runs it is the host's (embedded) or the app image's (docker).
+STACK_FILLS = ("port", "python")
 SETUP_TIMEOUT_S = 300
 
 
@@ -61,7 +62,7 @@ def stack_values(stack: Any, dsn: str | None = None) -> dict[str, str]:
 def _fill_keep(text: str, values: Mapping[str, str], setting: str) -> str:
     """Fill every placeholder but those the stack fills at start."""
     kept = {n: f"{{{n}}}" for n in STACK_FILLS}
-    return fill(text, {**kept, **values}, setting)
+    return fill(text, {**values, **kept}, setting)
 
 
 def launch(profile: Profile, stack: Any, vars: Mapping[str, str] | None = None, name: str | None = None) -> RunningTarget:

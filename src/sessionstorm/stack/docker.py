@@ -1,0 +1,278 @@
+"""The docker backend: PostgreSQL, Redis, the stub provider and targets in containers,
+through testcontainers-python.
+
+Every container shares the host's network (``network_mode="host"``) and listens on a
+free 127.0.0.1 port: no Docker network or port mapping is made, so it works with an
+engine started ``--bridge=none --iptables=false`` and the URLs are the same as the
+embedded backend's. Images (settings, env vars):
+
+  SESSIONSTORM_POSTGRES_IMAGE  postgres:16            (the public image's env contract)
+  SESSIONSTORM_REDIS_IMAGE     redis:7
+  SESSIONSTORM_APP_IMAGE       sessionstorm/app:dev   (docker/sessionstorm.Dockerfile)
+
+A missing image is pulled unless SESSIONSTORM_DOCKER_PULL=never. Where no registry
+answers, docker/build-images.sh builds equivalents from Debian's packages and
+docker/offline.env names them (and sets never). Every container carries the label
+``sessionstorm.owner=<pid>`` and is removed by `stop` (the Testcontainers reaper is
+off on machines without a bridge, so nothing else would); a readiness timeout names what
+it waited for and ends with the container's last log lines.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import portpicker
+
+from sessionstorm.errors import ConfigError, StartupError
+from sessionstorm.stack.base import (
+    Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle, fill, target_env, template_values,
+)
+from sessionstorm.stack.embedded import http_probe
+
+HOST = "127.0.0.1"
+IMAGES = {  # part -> (env var, default)
+    "postgres": ("SESSIONSTORM_POSTGRES_IMAGE", "postgres:16"),
+    "redis": ("SESSIONSTORM_REDIS_IMAGE", "redis:7"),
+    "app": ("SESSIONSTORM_APP_IMAGE", "sessionstorm/app:dev"),
+}
+OWNER_LABEL = "sessionstorm.owner"
+PG_PASSWORD = "sessionstorm"
+LOG_LINES = 20
+Probe = Callable[[], tuple[bool, str]]
+
+
+def engine_answers() -> tuple[bool, str]:
+    """Does a Docker engine answer (DOCKER_HOST or the default socket)? (yes, where or why not)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            client.ping()
+            return True, os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        finally:
+            client.close()
+    except Exception as e:  # no socket, refused, no permission: all mean "use another backend"
+        return False, f"{type(e).__name__}: {str(e)[:120]}"
+
+
+def _os_env() -> None:
+    # No bridge here, so Ryuk (which needs one) cannot run: we remove our own containers.
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+def pg_probe(info: PostgresInfo) -> Probe:
+    async def ask() -> tuple[bool, str]:
+        import asyncpg
+
+        conn = await asyncpg.connect(info.dsn, timeout=2)
+        try:
+            return await conn.fetchval("SELECT 1") == 1, "SELECT 1 answered"
+        finally:
+            await conn.close()
+
+    return lambda: asyncio.run(ask())
+
+
+def redis_probe(info: RedisInfo) -> Probe:
+    def ask() -> tuple[bool, str]:
+        import redis
+
+        client = redis.Redis(host=info.host, port=info.port, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return bool(client.ping()), "PING answered"
+        finally:
+            client.close()
+
+    return ask
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self, workdir: os.PathLike[str] | str, options: dict[str, Any]) -> None:
+        super().__init__(workdir, options)
+        _os_env()
+        ok, where = engine_answers()
+        if not ok:
+            raise ConfigError("backend", "docker", "a Docker engine that answers",
+                              f"start one (docker/engine.sh on this kind of machine) or use --backend embedded ({where})")
+        self.images = {part: options.get(f"{part}_image") or os.environ.get(var) or default
+                       for part, (var, default) in IMAGES.items()}
+        self.pull = options.get("pull") or os.environ.get("SESSIONSTORM_DOCKER_PULL") or "missing"
+        if self.pull not in ("missing", "never"):
+            raise ConfigError("SESSIONSTORM_DOCKER_PULL", self.pull, "missing or never",
+                              "set it to never on a machine without a registry, else leave it unset")
+        self.containers: list[Any] = []  # testcontainers DockerContainer, newest last
+        self._targets: list[Any] = []
+        self._databases = 0
+
+    # -- containers ------------------------------------------------------------------
+    def _check_image(self, part: str) -> None:
+        import docker
+
+        image, var = self.images[part], IMAGES[part][0]
+        fix = "run docker/build-images.sh and use the images in docker/offline.env"
+        client = docker.from_env()
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            if self.pull == "never":
+                raise ConfigError(var, image, "an image present on the engine (SESSIONSTORM_DOCKER_PULL=never)",
+                                  fix) from None
+            try:
+                client.images.pull(image)
+            except docker.errors.APIError as e:
+                raise ConfigError(var, image, "an image present on the engine or pullable",
+                                  f"{fix} (pull said: {str(e)[:100]})") from None
+        finally:
+            client.close()
+
+    def run_container(self, label: str, part: str, command: list[str], probe: Probe, waited_for: str,
+             env: dict[str, str] | None = None, timeout: float | None = None) -> Any:
+        """Start a container on the host network; return it once ``probe`` says ready."""
+        import docker
+        from testcontainers.core.container import DockerContainer
+
+        timeout = timeout or self.options.get("start_timeout", 60)
+        self._check_image(part)
+        c = DockerContainer(self.images[part]).with_command(command).with_kwargs(
+            network_mode="host", labels={OWNER_LABEL: str(os.getpid()), "sessionstorm.part": label})
+        for k, v in (env or {}).items():
+            c.with_env(k, v)
+        self.containers.append(c)  # before start: a Ctrl-C mid-start must still remove it
+        try:
+            c.start()
+        except docker.errors.APIError as e:  # e.g. the command is not in the image
+            self._fail(c, label, waited_for, f"container did not start: {e.explanation or e}")
+        state, deadline = "not asked yet", time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            wrapped = c.get_wrapped_container()
+            wrapped.reload()
+            if wrapped.status not in ("created", "running"):
+                code = wrapped.attrs.get("State", {}).get("ExitCode")
+                self._fail(c, label, waited_for, f"container {wrapped.status} with code {code}; last probe: {state}")
+            try:
+                ready, state = probe()
+            except Exception as e:  # refused, reset, auth not yet set up: not ready yet
+                ready, state = False, f"{type(e).__name__}: {str(e)[:160]}"
+            if ready:
+                return c
+            time.sleep(0.1)
+        self._fail(c, label, waited_for, f"{state} (after {timeout:g} s)")
+
+    def _fail(self, c: Any, label: str, waited_for: str, state: str) -> None:
+        logs = self._logs(c)
+        self._remove(c)
+        last = logs.strip().splitlines()[-1] if logs.strip() else "(empty log)"
+        raise StartupError(label, waited_for, state, f"last log line: {last}", logs=logs)
+
+    @staticmethod
+    def _logs(c: Any) -> str:
+        try:
+            out, err = c.get_logs()
+        except Exception as e:
+            return f"(no logs: {e})"
+        lines = (out + err).decode(errors="replace").splitlines()
+        return "\n".join(lines[-LOG_LINES:])
+
+    def _remove(self, c: Any) -> None:
+        try:
+            c.stop()  # docker rm -f, with its volumes
+        except Exception:
+            pass  # already gone
+        if c in self.containers:
+            self.containers.remove(c)
+
+    # -- the services ------------------------------------------------------------------
+    def start(self, progress: Progress) -> None:
+        t0 = time.monotonic()
+        port = portpicker.pick_unused_port()
+        pg = PostgresInfo(HOST, port, "postgres", PG_PASSWORD, "postgres")
+        # Durability off, as embedded: test data, and fsync would dominate a short run.
+        self.run_container("postgres", "postgres",
+                  ["postgres", "-p", str(port), "-c", f"listen_addresses={HOST}", "-c", "fsync=off",
+                   "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
+                  pg_probe(pg), f"SELECT 1 on {HOST}:{port}",
+                  env={"POSTGRES_USER": pg.user, "POSTGRES_PASSWORD": pg.password, "POSTGRES_DB": pg.dbname})
+        self.postgres = pg
+        progress(f"postgres ready on {pg.dsn} ({self.images['postgres']}, {time.monotonic() - t0:.1f} s)")
+
+        t0, port = time.monotonic(), portpicker.pick_unused_port()
+        rinfo = RedisInfo(HOST, port, 0)
+        self.run_container("redis", "redis",
+                  ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                   "--databases", "1024", "--protected-mode", "no"],
+                  redis_probe(rinfo), f"PING on {HOST}:{port}")
+        self.redis = rinfo
+        progress(f"redis ready on {rinfo.url} ({self.images['redis']}, {time.monotonic() - t0:.1f} s)")
+
+        t0, port = time.monotonic(), portpicker.pick_unused_port()
+        url = f"http://{HOST}:{port}"
+        self.run_container("stub provider", "app",
+                  ["python", "-m", "sessionstorm.provider", "--host", HOST, "--port", str(port),
+                   *self.options.get("provider_args", [])],
+                  lambda: http_probe(url + "/healthz"), f"GET {url}/healthz -> 200")
+        self.provider = ServiceInfo(url)
+        progress(f"provider ready on {url} ({self.images['app']}, {time.monotonic() - t0:.1f} s)")
+
+    def create_database(self, name: str) -> PostgresInfo:
+        assert self.postgres is not None
+        self._databases += 1
+        db = f"{''.join(c if c.isalnum() else '_' for c in name.lower())}_{self._databases}"
+
+        async def create() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(self.postgres.dsn, timeout=10)  # type: ignore[union-attr]
+            try:
+                await conn.execute(f'CREATE DATABASE "{db}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+        return self.postgres.with_db(db)
+
+    def start_target(self, name: str, command: list[str], env: dict[str, str], ready_path: str,
+                     postgres: PostgresInfo | None, redis: RedisInfo | None, timeout: float) -> TargetHandle:
+        """The target runs in the app image: ``{python}`` is that image's python."""
+        port = portpicker.pick_unused_port()
+        values = template_values(postgres, redis, self.provider, port, HOST)
+        values["python"] = "python"
+        admin = self.options.get("admin_token", "sessionstorm-admin")
+        values["admin_token"] = admin
+        full_env = {**target_env(values, admin), **{k: fill(v, values) for k, v in env.items()}}
+        url = f"http://{HOST}:{port}"
+        c = self.run_container(f"target {name!r}", "app", [fill(part, values) for part in command],
+                      lambda: http_probe(url + ready_path), f"GET {url}{ready_path} -> 200",
+                      env=full_env, timeout=timeout)
+        self._targets.append(c)
+
+        def stop() -> None:
+            self._remove(c)
+            if c in self._targets:
+                self._targets.remove(c)
+
+        return TargetHandle(name, url, postgres, redis, full_env, None, stop)
+
+    def stop(self) -> None:
+        for c in reversed(list(self.containers)):  # targets (started last) first
+            self._remove(c)
+        self._targets.clear()
+
+
+def our_containers(owner: int | None = None) -> dict[str, str]:
+    """Containers (any state) a sessionstorm stack started, of the ``owner`` pid: name -> part."""
+    import docker
+
+    label = OWNER_LABEL if owner is None else f"{OWNER_LABEL}={owner}"
+    client = docker.from_env()
+    try:
+        return {c.name: c.labels.get("sessionstorm.part", "?")
+                for c in client.containers.list(all=True, filters={"label": label})}
+    finally:
+        client.close()

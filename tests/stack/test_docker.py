@@ -1,0 +1,135 @@
+"""The docker backend on a real engine (`make test` runs docker/engine.sh and
+docker/build-images.sh first and sets SESSIONSTORM_REQUIRE_DOCKER=1; elsewhere these
+skip when no engine answers). The regression suite's docker run is in the Makefile."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import portpicker
+import pytest
+
+from sessionstorm.errors import ConfigError, StartupError
+from sessionstorm.stack import Stack, resolve_backend
+from sessionstorm.stack.base import PostgresInfo
+from sessionstorm.stack.docker import DockerBackend, engine_answers, our_containers, pg_probe
+
+SESSIONSTORM = str(Path(sys.executable).with_name("sessionstorm"))
+ENGINE, WHERE = engine_answers()
+
+
+@pytest.fixture(autouse=True)
+def _engine() -> None:
+    if not ENGINE:
+        if os.environ.get("SESSIONSTORM_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"no Docker engine answers ({WHERE}); run docker/engine.sh", pytrace=False)
+        pytest.skip(f"no Docker engine answers ({WHERE})")
+
+
+@pytest.fixture(scope="module")
+def docker_stack():
+    with Stack("docker", start_timeout=60) as stack:
+        yield stack
+
+
+def test_a_target_that_never_gets_ready_fails_in_its_timeout_with_its_last_log_lines(docker_stack) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(StartupError) as err:
+        docker_stack.start_target(["sh", "-c", "echo warming up; echo still warming up; exec sleep 600"],
+                                  name="sleepy", timeout=3)
+    took = time.monotonic() - t0
+    msg = str(err.value)
+    assert msg.startswith("target 'sleepy' did not become ready: waited for GET http://127.0.0.1:"), msg
+    assert "/healthz -> 200" in msg and "(after 3 s)" in msg and msg.endswith("last log line: still warming up")
+    assert err.value.logs.splitlines()[-2:] == ["warming up", "still warming up"]
+    assert took < 3 + 30, f"a 3 s readiness timeout took {took:.0f} s"  # bound, not a speed goal
+    parts = set(our_containers(os.getpid()).values())
+    assert "target 'sleepy'" not in parts and {"postgres", "redis", "stub provider"} <= parts
+
+
+def test_a_failed_start_removes_the_containers_that_ran() -> None:
+    before = our_containers(os.getpid())
+    lines: list[str] = []
+    stack = Stack("docker", progress=lines.append, provider_args=["--min-tokens", "1.5"])  # provider exits 2
+    with pytest.raises(StartupError) as err:
+        stack.start()
+    msg = str(err.value)
+    assert msg.startswith("stub provider did not become ready: waited for GET http://127.0.0.1:"), msg
+    assert "container exited with code 2" in msg and "min-tokens" in err.value.logs
+    assert [line.split()[0] for line in lines] == ["postgres", "redis"]  # they had run...
+    assert our_containers(os.getpid()) == before                          # ...and are gone
+
+
+@pytest.mark.parametrize("when, sig", [("up", signal.SIGINT), ("up", signal.SIGTERM), ("starting", signal.SIGINT)])
+def test_a_signal_removes_every_container(when: str, sig: signal.Signals) -> None:
+    proc = subprocess.Popen([SESSIONSTORM, "up", "--backend", "docker", "--no-target"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for = "stack up in" if when == "up" else "postgres ready on"
+        seen = []
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            if wait_for in line:
+                break
+        assert any(wait_for in line for line in seen), "".join(seen)
+        assert our_containers(proc.pid), "premise: the stack's containers run"
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert our_containers(proc.pid) == {}
+
+
+def test_the_postgres_image_keeps_the_public_env_contract(tmp_path) -> None:
+    backend = DockerBackend(tmp_path, {"start_timeout": 60})
+    port = portpicker.pick_unused_port()
+    cmd = ["postgres", "-p", str(port), "-c", "listen_addresses=127.0.0.1"]
+    info = PostgresInfo("127.0.0.1", port, "alice", "s3cret", "shop")
+    try:
+        backend.run_container("postgres", "postgres", cmd, pg_probe(info), "SELECT 1",
+                              env={"POSTGRES_USER": "alice", "POSTGRES_PASSWORD": "s3cret", "POSTGRES_DB": "shop"})
+
+        async def ask() -> tuple[str, str]:
+            conn = await asyncpg.connect(info.dsn)
+            try:
+                return await conn.fetchval("SELECT current_user"), await conn.fetchval("SELECT current_database()")
+            finally:
+                await conn.close()
+
+        assert asyncio.run(ask()) == ("alice", "shop")
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            asyncio.run(asyncpg.connect(info.with_db("shop").dsn.replace("s3cret", "wrong")))
+        # No password and no trust: the image refuses to start, and says why.
+        bob = PostgresInfo("127.0.0.1", portpicker.pick_unused_port(), "bob", "", "bob")
+        with pytest.raises(StartupError) as err:
+            backend.run_container("postgres", "postgres", ["postgres", "-p", str(bob.port)],
+                                  pg_probe(bob), "SELECT 1", env={"POSTGRES_USER": "bob"}, timeout=30)
+        assert "exited with code 1" in str(err.value) and "POSTGRES_PASSWORD is empty" in str(err.value)
+    finally:
+        backend.stop()
+    assert backend.containers == []
+
+
+def test_auto_picks_docker_when_an_engine_answers_else_embedded(monkeypatch) -> None:
+    said: list[str] = []
+    assert resolve_backend("auto", said.append) == "docker"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    assert resolve_backend("auto", said.append) == "embedded"
+    assert said[0].startswith("backend auto: docker (docker engine at")
+    assert said[1].startswith("backend auto: embedded (docker engine not answering:")
+
+
+def test_a_missing_image_is_one_line_naming_the_setting(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SESSIONSTORM_DOCKER_PULL", "never")
+    backend = DockerBackend(tmp_path, {"redis_image": "sessionstorm/no-such-image:none"})
+    with pytest.raises(ConfigError) as err:
+        backend.run_container("redis", "redis", ["redis-server"], lambda: (False, ""), "PING")
+    assert str(err.value).startswith("SESSIONSTORM_REDIS_IMAGE=sessionstorm/no-such-image:none: expected an image present")
+    assert "docker/build-images.sh" in str(err.value) and "\n" not in str(err.value)
