@@ -6,8 +6,8 @@
 #   sessionstorm/postgres:offline  postgres.Dockerfile on it (the postgres image's env contract)
 #   sessionstorm/redis:offline     redis.Dockerfile on it
 #   sessionstorm/app:dev           sessionstorm.Dockerfile on it (stub provider + reference target)
-# Each step is skipped when its image exists and its inputs have not changed, so a second
-# run on the same machine takes seconds. SESSIONSTORM_REBUILD=1 forces the app image.
+# The base is made once; the builds reuse Docker's layer cache, so a second run on the
+# same machine takes seconds. The images a rebuild replaced are pruned (ours only, by label).
 # Prints the env that points the docker backend at these images (see docker/offline.env).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -64,4 +64,5 @@ log=$(mktemp)
   || { grep -v "is ignored: it is neither" "$log" | tail -25 >&2; rm -f "$log"; exit 1; }
 rm -f "$log"
 build sessionstorm/app:dev "$here/sessionstorm.Dockerfile" "$root" --build-arg PIP_NO_INDEX=1
+docker image prune -f --filter label=sessionstorm.image >/dev/null
 cat "$here/offline.env"

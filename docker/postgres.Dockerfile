@@ -4,6 +4,7 @@
 # and arguments that start with "-" go to postgres.
 ARG BASE=sessionstorm/debian:bookworm
 FROM ${BASE}
+LABEL sessionstorm.image=postgres
 ENV PGDATA=/var/lib/postgresql/data
 COPY postgres-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 ENTRYPOINT ["docker-entrypoint.sh"]

@@ -3,6 +3,7 @@
 # `redis-server ARGS...` and the server runs as the redis user.
 ARG BASE=sessionstorm/debian:bookworm
 FROM ${BASE}
+LABEL sessionstorm.image=redis
 USER redis
 WORKDIR /tmp
 CMD ["redis-server", "--protected-mode", "no"]

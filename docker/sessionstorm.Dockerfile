@@ -6,6 +6,7 @@
 # fills docker/wheels/ first, so nothing is fetched inside the build (PIP_NO_INDEX=1).
 ARG BASE=python:3.11-slim
 FROM ${BASE}
+LABEL sessionstorm.image=app
 ARG PIP_NO_INDEX=0
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 VIRTUAL_ENV=/opt/venv
 ENV PATH=/opt/venv/bin:$PATH

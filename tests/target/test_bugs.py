@@ -44,12 +44,15 @@ def crosstalk(t) -> int:
 
 
 def expired_in_flight(t) -> int:
-    """Alternating models on one key at once: requests that met a session closed under them."""
+    """Alternating models on one key at once, once its session exists (a fresh key's burst
+    would all open sessions at once instead): requests that met a session closed under them."""
     h = {"Authorization": f"Bearer {new_key(t.url)}"}
     models = ["qwen3-235b", "llama-70b", "mistral-7b"]
 
     async def run():
         async with client(t.url) as c:
+            first = await c.post("/v1/chat/completions", json=chat("llama-70b", canary_for(new_op_id())), headers=h)
+            assert first.status_code == 200, first.text
             rs = await asyncio.gather(*(c.post("/v1/chat/completions", json=chat(models[i % 3], canary_for(new_op_id())),
                                                headers=h) for i in range(12)))
         return sum(r.status_code == 502 and r.json()["error"] == "SESSION_EXPIRED" for r in rs)

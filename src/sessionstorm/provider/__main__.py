@@ -36,6 +36,7 @@ _DEFAULTS = Settings()
 @_opt("fault_drop", 0.0)
 @_opt("fault_cut", 0.0)
 @_opt("delay_ms", 0.0)
+@_opt("session_open_ms", _DEFAULTS.session_open_ms)
 @_opt("session_ttl_s", 0.0)
 def main(host: str, port: int, models: str, seed: int | None, log_level: str, **knobs: float) -> None:
     """Start the stub provider (both the openai and the session-router profile)."""

@@ -99,6 +99,8 @@ class Provider:
         duration = body.get("sessionDuration") if isinstance(body, dict) else None
         if isinstance(duration, bool) or not isinstance(duration, int) or duration <= 0:
             raise HTTPError(400, f"sessionDuration={duration!r}: expected a whole number of seconds > 0")
+        if self.settings.session_open_ms:  # a real open is slow: the window a racy get-or-create leaves
+            await asyncio.sleep(self.settings.session_open_ms / 1000)
         ttl = self.settings.session_ttl_s
         s = self.registry.create(model, min(duration, ttl) if ttl else duration)
         await respond(send, 200, {"sessionID": s.id})

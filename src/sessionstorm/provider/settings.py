@@ -19,6 +19,7 @@ _LIMITS: dict[str, tuple[float, float, str]] = {
     "fault_drop": (0, 1, "probability of closing the connection without sending data"),
     "fault_cut": (0, 1, "probability of cutting a stream mid-way"),
     "delay_ms": (0, 600_000, "fixed delay added to every chat request, ms"),
+    "session_open_ms": (0, 60_000, "time to open a session (seed 000: a blockchain transaction), ms"),
     "session_ttl_s": (0, 86_400 * 365, "expire sessions after this many seconds (0: their own duration)"),
 }
 
@@ -34,6 +35,7 @@ class Settings:
     fault_drop: float = 0.0
     fault_cut: float = 0.0
     delay_ms: float = 0.0
+    session_open_ms: float = 20.0
     session_ttl_s: float = 0.0
 
     def __post_init__(self) -> None:

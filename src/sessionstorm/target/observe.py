@@ -36,6 +36,9 @@ IDLE_S = 0.5
 # An observe does work with the observation (seed 004's service learns from it), awaited
 # like any I/O; clean and buggy paths both do it. Env SESSIONSTORM_TARGET_OBSERVE_WORK_MS.
 WORK_S = float(os.environ.get("SESSIONSTORM_TARGET_OBSERVE_WORK_MS", "2")) / 1000
+# Making a client costs a handshake (TLS and AUTH to a managed Redis take ms, loopback
+# does not); both paths pay it. Env SESSIONSTORM_TARGET_REDIS_INIT_MS.
+INIT_S = float(os.environ.get("SESSIONSTORM_TARGET_REDIS_INIT_MS", "5")) / 1000
 MAX_OBSERVATION = 64 * 1024
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -73,6 +76,7 @@ class RedisSessions:
 
     async def _init_locked(self) -> None:
         client = aioredis.from_url(self.url)
+        await asyncio.sleep(INIT_S)
         await client.ping()
         prefix = (await client.get(CONFIG_KEY) or NAMESPACE.encode()).decode()
         self._retire()
@@ -84,6 +88,7 @@ class RedisSessions:
         self.client, self.prefix, self._born, self._uses = aioredis.from_url(self.url), "", time.monotonic(), 0
         self._last_use = self._born
         # Others run during these awaits and use the client before it has its namespace.
+        await asyncio.sleep(INIT_S)
         await self.client.ping()
         self.prefix = (await self.client.get(CONFIG_KEY) or NAMESPACE.encode()).decode()
 
