@@ -1,27 +1,16 @@
 """The embedded stack over real connections: PostgreSQL, Redis, the provider, targets."""
 from __future__ import annotations
 
-import asyncio
 import time
 
-import asyncpg
 import httpx
 import pytest
 import redis
+from pg_helpers import sql
 from stack_helpers import ENVSERVER
 
 from sessionstorm.errors import ConfigError, StartupError
 from sessionstorm.stack import BACKENDS, Stack
-
-
-def sql(dsn: str, query: str) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await conn.fetch(query)
-        finally:
-            await conn.close()
-    return asyncio.run(run())
 
 
 def test_postgres_runs_sql(sessionstorm_stack: Stack) -> None:

@@ -7,6 +7,7 @@ import sys
 import httpx
 import orjson
 import pytest
+from pg_helpers import sql
 
 from sessionstorm.canary import canary_for, new_op_id, parse_echo
 
@@ -18,17 +19,7 @@ def test_health_admin_and_key_storage(target, sessionstorm_stack):
     assert httpx.get(t.url + "/healthz").json() == {"ok": True, "bugs": []}
     assert httpx.post(t.url + "/admin/keys", json={"user": "x"}).status_code == 401
     key = new_key(t.url, "alice")
-    import asyncio
-
-    import asyncpg
-
-    async def stored():
-        conn = await asyncpg.connect(t.postgres.dsn)
-        try:
-            return await conn.fetch("SELECT key_hash FROM api_keys")
-        finally:
-            await conn.close()
-    hashes = [r["key_hash"] for r in asyncio.run(stored())]
+    hashes = [r["key_hash"] for r in sql(t.postgres.dsn, "SELECT key_hash FROM api_keys")]
     assert key not in hashes and len(hashes[-1]) == 64  # only a hash is kept
 
 

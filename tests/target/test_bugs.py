@@ -7,24 +7,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import asyncpg
 import pytest
+from pg_helpers import sql
 
 from sessionstorm.canary import canary_for, find_canaries, new_op_id, parse_echo
 
 from .conftest import client, new_key
 
 ATTEMPTS = 5
-
-
-def sql(dsn: str, query: str) -> list:
-    async def run():
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await conn.fetch(query)
-        finally:
-            await conn.close()
-    return asyncio.run(run())
 
 
 def chat(model: str, canary: str) -> dict:

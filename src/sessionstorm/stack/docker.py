@@ -14,8 +14,9 @@ A missing image is pulled unless SESSIONSTORM_DOCKER_PULL=never. Where no regist
 answers, docker/build-images.sh builds equivalents from Debian's packages and
 docker/offline.env names them (and sets never). Every container carries the label
 ``sessionstorm.owner=<pid>`` and is removed by `stop` (the Testcontainers reaper is
-off on machines without a bridge, so nothing else would); a readiness timeout names what
-it waited for and ends with the container's last log lines.
+off on machines without a bridge, so nothing else would). Readiness is a testcontainers
+wait strategy (ProbeWait); a timeout names what it waited for and ends with the
+container's last log lines.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import portpicker
+from testcontainers.core.waiting_utils import WaitStrategy
 
 from sessionstorm.errors import ConfigError, StartupError
 from sessionstorm.stack.base import (
@@ -91,6 +93,39 @@ def redis_probe(info: RedisInfo) -> Probe:
     return ask
 
 
+class ContainerExited(Exception):
+    pass
+
+
+class ProbeWait(WaitStrategy):
+    """A testcontainers wait strategy that polls ``probe`` from the host (the container shares
+    its network), keeps the last state it saw for the error, and gives up at once when the
+    container exits instead of waiting out the timeout."""
+
+    def __init__(self, probe: Probe, timeout: float) -> None:
+        super().__init__()
+        self.probe, self.timeout, self.state = probe, timeout, "not asked yet"
+        self.with_poll_interval(0.1)
+
+    def wait_until_ready(self, container: Any) -> None:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            wrapped = container.get_wrapped_container()
+            wrapped.reload()
+            if wrapped.status not in ("created", "running"):
+                code = wrapped.attrs.get("State", {}).get("ExitCode")
+                raise ContainerExited(f"container {wrapped.status} with code {code}; last probe: {self.state}")
+            try:
+                ready, self.state = self.probe()
+            except Exception as e:  # refused, reset, auth not yet set up: not ready yet
+                ready, self.state = False, f"{type(e).__name__}: {str(e)[:160]}"
+            if ready:
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.state} (after {self.timeout:g} s)")
+            time.sleep(self._poll_interval)
+
+
 class DockerBackend(Backend):
     name = "docker"
 
@@ -133,15 +168,15 @@ class DockerBackend(Backend):
             client.close()
 
     def run_container(self, label: str, part: str, command: list[str], probe: Probe, waited_for: str,
-             env: dict[str, str] | None = None, timeout: float | None = None) -> Any:
+                      env: dict[str, str] | None = None, timeout: float | None = None) -> Any:
         """Start a container on the host network; return it once ``probe`` says ready."""
         import docker
         from testcontainers.core.container import DockerContainer
 
-        timeout = timeout or self.options.get("start_timeout", 60)
         self._check_image(part)
+        wait = ProbeWait(probe, timeout or self.options.get("start_timeout", 60))
         c = DockerContainer(self.images[part]).with_command(command).with_kwargs(
-            network_mode="host", labels={OWNER_LABEL: str(os.getpid()), "sessionstorm.part": label})
+            network_mode="host", labels={OWNER_LABEL: str(os.getpid()), "sessionstorm.part": label}).waiting_for(wait)
         for k, v in (env or {}).items():
             c.with_env(k, v)
         self.containers.append(c)  # before start: a Ctrl-C mid-start must still remove it
@@ -149,21 +184,9 @@ class DockerBackend(Backend):
             c.start()
         except docker.errors.APIError as e:  # e.g. the command is not in the image
             self._fail(c, label, waited_for, f"container did not start: {e.explanation or e}")
-        state, deadline = "not asked yet", time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            wrapped = c.get_wrapped_container()
-            wrapped.reload()
-            if wrapped.status not in ("created", "running"):
-                code = wrapped.attrs.get("State", {}).get("ExitCode")
-                self._fail(c, label, waited_for, f"container {wrapped.status} with code {code}; last probe: {state}")
-            try:
-                ready, state = probe()
-            except Exception as e:  # refused, reset, auth not yet set up: not ready yet
-                ready, state = False, f"{type(e).__name__}: {str(e)[:160]}"
-            if ready:
-                return c
-            time.sleep(0.1)
-        self._fail(c, label, waited_for, f"{state} (after {timeout:g} s)")
+        except (TimeoutError, ContainerExited) as e:
+            self._fail(c, label, waited_for, str(e))
+        return c
 
     def _fail(self, c: Any, label: str, waited_for: str, state: str) -> None:
         logs = self._logs(c)

@@ -5,7 +5,7 @@ from sessionstorm.errors import ConfigError
 
 BUGS: dict[str, str] = {
     "no-request-id": "X-Request-ID is not forwarded; the provider cannot tell concurrent requests apart (seed 000)",
-    "model-switch-race": "no lock around close-old/create-new on a model switch (seed 000)",
+    "model-switch-race": "no lock around a model switch (open new, close what is active) (seed 000)",
     "racy-get-or-create": "get-or-create is select-then-insert with no lock; conversations lack their unique index (seed 002)",
     "bad-fallback": "the primary lookup misses the active conversation; the fallback ends all and creates anew (seed 003)",
     "no-unique-index": "the partial unique index on active gateway sessions is absent (seeds 001, 002)",

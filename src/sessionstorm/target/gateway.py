@@ -139,15 +139,21 @@ class Gateway:
 
     async def _replace(self, conn: asyncpg.Connection, key_id: int, old: asyncpg.Record | None,
                        model: str) -> asyncpg.Record:
-        if old is not None:
-            await self._provider("POST", f"/blockchain/sessions/{old['provider_session_id']}/close")
-            await conn.execute("UPDATE sessions SET is_active = false, closed_at = clock_timestamp() WHERE id = $1",
-                               old["id"])
+        # Seed 000's order: the new session is opened before the old one is closed. A switch
+        # closes whatever is active when the new row goes in -- under the lock that is `old`;
+        # without it, also a session another switch made while ours was opening, with that
+        # request still in flight. A key's first session just goes in (racy-get-or-create).
         opened = await self._provider("POST", f"/blockchain/models/{model}/session",
                                       {"sessionDuration": self.s.session_ttl_s})
-        return await conn.fetchrow(
+        closed = [] if old is None else await conn.fetch(
+            "UPDATE sessions SET is_active = false, closed_at = clock_timestamp() "
+            "WHERE api_key_id = $1 AND is_active RETURNING provider_session_id", key_id)
+        row = await conn.fetchrow(
             "INSERT INTO sessions(api_key_id, model, provider_session_id) VALUES ($1, $2, $3) "
             "RETURNING id, model, provider_session_id", key_id, model, opened["sessionID"])
+        for r in closed:
+            await self._provider("POST", f"/blockchain/sessions/{r['provider_session_id']}/close")
+        return row
 
     async def _provider(self, method: str, path: str, body: Any = None) -> Any:
         try:
