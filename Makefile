@@ -10,11 +10,12 @@ STAMP  := $(VENV)/.installed-stamp
 # The docker backend's images (docker/offline.env): docker/engine.sh installs and starts an
 # engine where none answers, docker/build-images.sh builds the images without a registry.
 # SESSIONSTORM_DOCKER=skip leaves docker out (a machine without root or Docker).
-DOCKER_ENV := $(shell cat docker/offline.env)
 ifeq ($(SESSIONSTORM_DOCKER),skip)
 REQUIRE_DOCKER := 0
+DOCKER_ENV :=
 else
 REQUIRE_DOCKER := 1
+DOCKER_ENV := $(shell cat docker/offline.env)
 endif
 
 $(STAMP): pyproject.toml

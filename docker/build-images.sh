@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 suite=${SESSIONSTORM_DEBIAN_SUITE:-bookworm}
-mirror=${SESSIONSTORM_DEBIAN_MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)}
+mirror=${SESSIONSTORM_DEBIAN_MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1 || true)}
 mirror=${mirror:-http://deb.debian.org/debian}
 base=sessionstorm/debian:$suite
 say() { echo "build-images: $*" >&2; }
@@ -23,7 +23,12 @@ command -v docker >/dev/null || { say "docker: not found; run docker/engine.sh f
 docker info >/dev/null 2>&1 || { say "docker: no engine answers; run docker/engine.sh first"; exit 2; }
 
 if ! have "$base"; then
-  command -v debootstrap >/dev/null || { say "debootstrap: not found; apt-get install debootstrap"; exit 2; }
+  if ! command -v debootstrap >/dev/null; then
+    [ "$(id -u)" -eq 0 ] || { say "debootstrap: not found; sudo apt-get install debootstrap, or set SESSIONSTORM_DOCKER=skip"; exit 2; }
+    say "installing debootstrap (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+  fi
   rootfs=$(mktemp -d /var/tmp/sessionstorm-rootfs.XXXXXX)
   trap 'rm -rf "$rootfs"' EXIT
   say "debootstrap $suite from $mirror into $rootfs (a few minutes, once)"
@@ -33,10 +38,11 @@ if ! have "$base"; then
   rm -f "$rootfs.log"
   chroot "$rootfs" apt-get clean
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/lib/postgresql/*/main  # entrypoints init their own data
+  pgbin=$(ls -d "$rootfs"/usr/lib/postgresql/*/bin | head -1)  # 15 on bookworm
   tar -C "$rootfs" -c . | docker import \
-    --change 'ENV LANG=C.UTF-8 PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change "ENV LANG=C.UTF-8 PATH=${pgbin#"$rootfs"}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     --change 'CMD ["bash"]' - "$base" >/dev/null
-  rm -rf "$rootfs"
+  rm -rf --one-file-system "$rootfs"
   trap - EXIT
   say "imported $base"
 fi
@@ -56,6 +62,10 @@ build sessionstorm/redis:offline "$here/redis.Dockerfile" "$here"
 # itself then needs no network.
 py=$root/.venv/bin/python
 [ -x "$py" ] || py=python3
+# Compiled wheels must suit the image's Python (Debian's: 3.11 on bookworm).
+want=$(docker run --rm --network host "$base" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+have_py=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+[ "$want" = "$have_py" ] || { say "python: $py is $have_py, the image's is $want; run this with a $want venv (.venv), or set SESSIONSTORM_DOCKER=skip"; exit 2; }
 say "pip wheel sessionstorm and its dependencies into docker/wheels"
 mkdir -p "$here/wheels"
 # (async-timeout: redis needs it on Debian's Python 3.11.2, not on the host's newer one)

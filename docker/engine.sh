@@ -1,29 +1,27 @@
 #!/usr/bin/env bash
 # Makes sure a Docker engine answers. Where none runs (this kind of CI machine), installs
-# Debian's docker.io and debootstrap and starts dockerd the only way allowed here: no
-# bridge, no iptables, so every container uses the host's network. The engine is left
-# running for later runs on the same machine (its images are the cache); its pid is in
+# Debian's docker.io and starts dockerd the only way allowed here: no bridge, no iptables,
+# so every container uses the host's network. The engine is left running for later runs
+# on the same machine (its images are the cache); its pid is in
 # /run/sessionstorm-dockerd.pid, its log in /var/log/sessionstorm-dockerd.log.
 set -euo pipefail
 say() { echo "engine: $*" >&2; }
 answers() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
 
-need=()
-command -v dockerd >/dev/null || need+=(docker.io)
-command -v debootstrap >/dev/null || need+=(debootstrap)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    say "missing Debian packages: ${need[*]}; install them (sudo apt-get install -y ${need[*]}) or set SESSIONSTORM_DOCKER=skip"
-    exit 2
-  fi
-  say "installing ${need[*]} (apt-get)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
 answers && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-  say "no Docker engine answers and starting one needs root; start it or set SESSIONSTORM_DOCKER=skip"
+  say "no Docker engine answers and starting one needs root; start one or set SESSIONSTORM_DOCKER=skip"
   exit 2
+fi
+if ! command -v dockerd >/dev/null; then
+  say "installing docker.io (apt-get)"
+  # The package's own service would start an engine with a bridge and iptables rules:
+  # policy-rc.d keeps it from starting during the install (only ours runs).
+  policy=/usr/sbin/policy-rc.d
+  [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; trap 'rm -f "$policy"' EXIT; }
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+  answers && exit 0
 fi
 log=/var/log/sessionstorm-dockerd.log
 say "starting dockerd --bridge=none --iptables=false --ip6tables=false (log: $log)"

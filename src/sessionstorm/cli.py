@@ -10,7 +10,9 @@ import sys
 
 import click
 
-from sessionstorm.errors import SessionstormError
+from sessionstorm.errors import SessionstormError, StartupError
+
+STARTUP_LOG_LINES = 10
 
 # name -> "module:attribute" of a click command
 SUBCOMMANDS: dict[str, str] = {
@@ -46,6 +48,9 @@ def run_command(command: click.Command, prog: str, argv: list[str] | None = None
         rv = command.main(args=argv, prog_name=prog, standalone_mode=False)
     except SessionstormError as e:
         click.echo(f"{prog}: error: {e}", err=True)
+        if isinstance(e, StartupError) and e.logs.strip():  # what the service said last
+            tail = e.logs.strip().splitlines()[-STARTUP_LOG_LINES:]
+            click.echo("\n".join([f"{prog}: last {len(tail)} log lines of {e.what}:", *("  " + t for t in tail)]), err=True)
         return e.exit_code
     except click.UsageError as e:
         click.echo(f"{prog}: error: {e.format_message()}", err=True)

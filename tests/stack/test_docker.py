@@ -1,6 +1,6 @@
 """The docker backend on a real engine (`make test` runs docker/engine.sh and
-docker/build-images.sh first and sets SESSIONSTORM_REQUIRE_DOCKER=1; elsewhere these
-skip when no engine answers). The regression suite's docker run is in the Makefile."""
+docker/build-images.sh first and sets SESSIONSTORM_REQUIRE_DOCKER=1, or 0 with
+SESSIONSTORM_DOCKER=skip; elsewhere these skip when no engine answers). The regression suite's docker run is in the Makefile."""
 from __future__ import annotations
 
 import asyncio
@@ -26,6 +26,8 @@ ENGINE, WHERE = engine_answers()
 
 @pytest.fixture(autouse=True)
 def _engine() -> None:
+    if os.environ.get("SESSIONSTORM_REQUIRE_DOCKER") == "0":
+        pytest.skip("SESSIONSTORM_DOCKER=skip")
     if not ENGINE:
         if os.environ.get("SESSIONSTORM_REQUIRE_DOCKER") == "1":
             pytest.fail(f"no Docker engine answers ({WHERE}); run docker/engine.sh", pytrace=False)
@@ -122,14 +124,45 @@ def test_auto_picks_docker_when_an_engine_answers_else_embedded(monkeypatch) -> 
     assert resolve_backend("auto", said.append) == "docker"
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     assert resolve_backend("auto", said.append) == "embedded"
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")  # its host network is not our loopback
+    assert resolve_backend("auto", said.append) == "embedded"
     assert said[0].startswith("backend auto: docker (docker engine at")
-    assert said[1].startswith("backend auto: embedded (docker engine not answering:")
+    assert said[1].startswith("backend auto: embedded (docker engine not usable: ")
+    assert said[2] == ("backend auto: embedded (docker engine not usable: DOCKER_HOST=tcp://127.0.0.1:2375 is not "
+                       "a local unix socket; unset it to use this machine's engine)")
+    with pytest.raises(ConfigError) as err:
+        Stack("docker").start()
+    assert "DOCKER_HOST=tcp://127.0.0.1:2375 is not a local unix socket" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
-def test_a_missing_image_is_one_line_naming_the_setting(monkeypatch, tmp_path) -> None:
+def test_containers_of_a_killed_process_are_removed_by_the_next_stack(tmp_path, docker_stack) -> None:
+    mine = our_containers(os.getpid())
+    assert mine, "premise: this process's stack runs"
+    proc = subprocess.Popen([SESSIONSTORM, "up", "--backend", "docker", "--no-target"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            if "stack up in" in line:
+                break
+        left = our_containers(proc.pid)
+        assert len(left) == 3, "premise: postgres, redis and the provider run"
+    finally:
+        proc.kill()  # SIGKILL: no teardown runs
+        proc.wait(timeout=30)
+    assert our_containers(proc.pid) == left
+    backend = DockerBackend(tmp_path, {})
+    assert sorted(backend.swept) == sorted(left)
+    assert our_containers(proc.pid) == {}
+    assert our_containers(os.getpid()) == mine  # a live owner's are kept
+
+
+@pytest.mark.parametrize("image, expected", [("sessionstorm/no-such-image:none", "an image present"),
+                                             ("Not A Valid:Name!", "an image name the engine accepts")])
+def test_a_bad_image_is_one_line_naming_the_setting(monkeypatch, tmp_path, image, expected) -> None:
     monkeypatch.setenv("SESSIONSTORM_DOCKER_PULL", "never")
-    backend = DockerBackend(tmp_path, {"redis_image": "sessionstorm/no-such-image:none"})
+    backend = DockerBackend(tmp_path, {"redis_image": image})
     with pytest.raises(ConfigError) as err:
         backend.run_container("redis", "redis", ["redis-server"], lambda: (False, ""), "PING")
-    assert str(err.value).startswith("SESSIONSTORM_REDIS_IMAGE=sessionstorm/no-such-image:none: expected an image present")
+    assert str(err.value).startswith(f"SESSIONSTORM_REDIS_IMAGE={image}: expected {expected}")
     assert "docker/build-images.sh" in str(err.value) and "\n" not in str(err.value)

@@ -77,6 +77,17 @@ def test_up_with_unknown_backend_is_one_line_exit_2() -> None:
                                 "pass --backend or set SESSIONSTORM_BACKEND to one of them")
 
 
+def test_up_shows_the_last_log_lines_of_a_target_that_never_gets_ready() -> None:
+    script = "import sys; print('loading model weights', flush=True); print('no GPU found', flush=True); sys.exit(4)"
+    r = subprocess.run([SESSIONSTORM, "up", "--target-command", f"{{python}} -c \"{script}\""],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.splitlines()
+    assert err[-4].startswith("sessionstorm: error: target") and "did not become ready" in err[-4], r.stderr
+    assert err[-3:] == ["sessionstorm: last 2 log lines of target 'target':", "  loading model weights", "  no GPU found"]
+    assert "Traceback" not in r.stderr
+
+
 def test_failed_start_tears_down_the_part_that_ran() -> None:
     seen: list[list[float]] = []
     lines: list[str] = []

@@ -48,19 +48,39 @@ class Context:
     peer: str | None
     expect_canary: bool = True
     observe_sessions: int = 10
+    # A read-back returns every observation of its session, and the checker keeps each read's
+    # values: sessions are renewed after this many observes, so a soak's records stay small
+    # (unbounded, a 10-minute run wrote 30 KB per read and its verdict needed GBs).
+    observes_per_session: int = 200
     _sessions: list[str] = field(default_factory=list)
+    _uses: list[int] = field(default_factory=list)
     _lock: Semaphore = field(default_factory=Semaphore)
 
     def shared_sessions(self, user: Any) -> list[str]:
         """The sessions ObserveUsers share, created once per process by whoever asks first."""
-        from sessionstorm.workload import observe
         with self._lock:
             while len(self._sessions) < self.observe_sessions:
-                op = user.send(observe.build_create(self.profile), name="create_session")
-                if op.get("outcome") != "ok" or not op.get("session_seen"):
-                    raise RuntimeError(f"sessionstorm: could not create a session: {op.get('error')}")
-                self._sessions.append(op["session_seen"])
+                self._sessions.append(self._create_session(user))
+                self._uses.append(0)
         return self._sessions
+
+    def session_to_observe(self, user: Any) -> str:
+        """The user's shared session, renewed once observes_per_session observes went to it."""
+        slot = user.number % self.observe_sessions
+        self.shared_sessions(user)
+        if self._uses[slot] >= self.observes_per_session:
+            with self._lock:
+                if self._uses[slot] >= self.observes_per_session:  # nobody renewed it while we waited
+                    self._sessions[slot], self._uses[slot] = self._create_session(user), 0
+        self._uses[slot] += 1
+        return self._sessions[slot]
+
+    def _create_session(self, user: Any) -> str:
+        from sessionstorm.workload import observe
+        op = user.send(observe.build_create(self.profile), name="create_session")
+        if op.get("outcome") != "ok" or not op.get("session_seen"):
+            raise RuntimeError(f"sessionstorm: could not create a session: {op.get('error')}")
+        return str(op["session_seen"])
 
 
 @dataclass

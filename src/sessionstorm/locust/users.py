@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import gevent
 from locust import FastHttpUser, between, task
@@ -141,7 +141,7 @@ class ObserveUser(SessionstormUser):
 
     @task(5)
     def observe(self) -> None:
-        sid = self.ctx.shared_sessions(self)[self.number % self.ctx.observe_sessions]
+        sid = self.ctx.session_to_observe(self)
         self.send(observe.build_observe(self.profile, self.ctx.prompts, sid, user=f"locust-{self.number}"))
 
     @task(1)
@@ -151,11 +151,16 @@ class ObserveUser(SessionstormUser):
 
 
 class ConversationUser(SessionstormUser):
-    """A multi-turn conversation per user: the turn must grow, the session must stay."""
+    """A multi-turn conversation per user: the turn must grow, the session must stay. After
+    TURNS turns the user starts over as a new one: each reply carries the whole conversation,
+    so an endless one would make a soak's records (and checking them) grow without bound."""
+
+    TURNS: ClassVar[int] = 50
+    turns = 0
 
     @task
     def talk(self) -> None:
-        user = f"locust-{self.ctx.tag}-{self.number}"
+        user = f"locust-{self.ctx.tag}-{self.number}-{self.turns // self.TURNS}"
         op = self.send(conversation.build_message(self.profile, self.ctx.prompts, user), name="message")
         if op.get("outcome") != "ok":
             return
@@ -165,6 +170,9 @@ class ConversationUser(SessionstormUser):
                 request_type="CHECK", name="continuity", response_time=0, response_length=0, context={},
                 exception=AssertionError(f"CONTEXT_LOSS: {CATALOGUE['CONTEXT_LOSS'][1]}"))
         self.last = (op.get("session_seen"), op.get("turn") or 0)
+        self.turns += 1
+        if self.turns % self.TURNS == 0:
+            self.last = None  # the next message is a new user's first
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:

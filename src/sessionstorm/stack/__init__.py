@@ -52,7 +52,7 @@ def resolve_backend(name: str | None, progress: Progress | None = None) -> str:
         ok, where = engine_answers()
         name = "docker" if ok else "embedded"
         if progress is not None:
-            progress(f"backend auto: {name} (docker engine {'at ' + where if ok else 'not answering: ' + where})")
+            progress(f"backend auto: {name} (docker engine {'at ' + where if ok else 'not usable: ' + where})")
     return name
 
 

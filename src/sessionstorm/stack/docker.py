@@ -23,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import portpicker
+import psutil
+import requests  # docker's own transport: its errors are not DockerException
 from testcontainers.core.waiting_utils import WaitStrategy
 
 from sessionstorm.errors import ConfigError, StartupError
@@ -41,14 +44,19 @@ IMAGES = {  # part -> (env var, default)
     "redis": ("SESSIONSTORM_REDIS_IMAGE", "redis:7"),
     "app": ("SESSIONSTORM_APP_IMAGE", "sessionstorm/app:dev"),
 }
-OWNER_LABEL = "sessionstorm.owner"
+OWNER_LABEL = "sessionstorm.owner"  # the pid that started the container
+STACK_LABEL = "sessionstorm.stack"  # one id per stack: stop removes by it, also what start half-made
 PG_PASSWORD = "sessionstorm"
 LOG_LINES = 20
 Probe = Callable[[], tuple[bool, str]]
 
 
 def engine_answers() -> tuple[bool, str]:
-    """Does a Docker engine answer (DOCKER_HOST or the default socket)? (yes, where or why not)."""
+    """Does a local Docker engine answer (DOCKER_HOST or the default socket)? (yes, where or why not).
+    Only a unix socket counts: a remote engine's host network is not this machine's loopback."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        return False, f"DOCKER_HOST={host} is not a local unix socket; unset it to use this machine's engine"
     try:
         import docker
 
@@ -145,6 +153,8 @@ class DockerBackend(Backend):
         self.containers: list[Any] = []  # testcontainers DockerContainer, newest last
         self._targets: list[Any] = []
         self._databases = 0
+        self.stack_id = uuid.uuid4().hex[:12]
+        self.swept = sweep_orphans()
 
     # -- containers ------------------------------------------------------------------
     def _check_image(self, part: str) -> None:
@@ -161,9 +171,11 @@ class DockerBackend(Backend):
                                   fix) from None
             try:
                 client.images.pull(image)
-            except docker.errors.APIError as e:
+            except (docker.errors.DockerException, requests.RequestException) as e:
                 raise ConfigError(var, image, "an image present on the engine or pullable",
                                   f"{fix} (pull said: {str(e)[:100]})") from None
+        except (docker.errors.DockerException, requests.RequestException) as e:  # e.g. a malformed name
+            raise ConfigError(var, image, "an image name the engine accepts", f"{fix} (engine said: {str(e)[:100]})") from None
         finally:
             client.close()
 
@@ -176,7 +188,8 @@ class DockerBackend(Backend):
         self._check_image(part)
         wait = ProbeWait(probe, timeout or self.options.get("start_timeout", 60))
         c = DockerContainer(self.images[part]).with_command(command).with_kwargs(
-            network_mode="host", labels={OWNER_LABEL: str(os.getpid()), "sessionstorm.part": label}).waiting_for(wait)
+            network_mode="host", labels={OWNER_LABEL: str(os.getpid()), STACK_LABEL: self.stack_id,
+                                         "sessionstorm.part": label}).waiting_for(wait)
         for k, v in (env or {}).items():
             c.with_env(k, v)
         self.containers.append(c)  # before start: a Ctrl-C mid-start must still remove it
@@ -213,6 +226,8 @@ class DockerBackend(Backend):
 
     # -- the services ------------------------------------------------------------------
     def start(self, progress: Progress) -> None:
+        if self.swept:
+            progress(f"removed {len(self.swept)} containers of gone sessionstorm processes: {', '.join(self.swept)}")
         t0 = time.monotonic()
         port = portpicker.pick_unused_port()
         pg = PostgresInfo(HOST, port, "postgres", PG_PASSWORD, "postgres")
@@ -289,6 +304,8 @@ class DockerBackend(Backend):
         for c in reversed(list(self.containers)):  # targets (started last) first
             self._remove(c)
         self._targets.clear()
+        # A signal during testcontainers' create leaves a container it never handed back.
+        remove_containers({"label": f"{STACK_LABEL}={self.stack_id}"})
 
 
 def our_containers(owner: int | None = None) -> dict[str, str]:
@@ -302,3 +319,33 @@ def our_containers(owner: int | None = None) -> dict[str, str]:
                 for c in client.containers.list(all=True, filters={"label": label})}
     finally:
         client.close()
+
+
+def remove_containers(filters: dict[str, Any], keep: Callable[[Any], bool] = lambda c: False) -> list[str]:
+    """Remove (force, with volumes) the containers matching ``filters`` that ``keep`` does not keep."""
+    import docker
+
+    client = docker.from_env()
+    removed = []
+    try:
+        for c in client.containers.list(all=True, filters=filters):
+            if keep(c):
+                continue
+            try:
+                c.remove(force=True, v=True)
+                removed.append(c.name)
+            except docker.errors.NotFound:
+                pass  # removed meanwhile
+    finally:
+        client.close()
+    return removed
+
+
+def sweep_orphans() -> list[str]:
+    """Remove the containers of sessionstorm processes that are gone (killed, SIGKILL, a crashed
+    xdist worker): with the reaper off nothing else would. A live owner's are kept."""
+    def alive(c: Any) -> bool:
+        owner = c.labels.get(OWNER_LABEL, "")
+        return not owner.isdigit() or psutil.pid_exists(int(owner))
+
+    return remove_containers({"label": OWNER_LABEL}, keep=alive)
