@@ -96,9 +96,12 @@ def memory() -> None:
             except psutil.NoSuchProcess:
                 break
         proc.wait(120)
-    mid = samples[len(samples) // 2: -1] or samples
-    print(f"3. Locust RSS every 10 s over {SOAK_S} s of mixed load (MB): {' '.join(f'{s:.0f}' for s in samples)}; "
-          f"second half grew {mid[-1] - mid[0]:+.1f} MB")
+    # Samples while load runs, then the end-of-run verdict (check + report of the whole run).
+    steady, verdict = samples[:SOAK_S // 10], samples[SOAK_S // 10:]
+    mid = steady[len(steady) // 2:] or steady
+    print(f"3. Locust RSS every 10 s over {SOAK_S} s of mixed load (MB): {' '.join(f'{s:.0f}' for s in steady)}; "
+          f"second half grew {mid[-1] - mid[0]:+.1f} MB; end-of-run verdict peak "
+          f"{max(verdict, default=0):.0f} MB")
 
 
 if __name__ == "__main__":
