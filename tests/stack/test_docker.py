@@ -150,10 +150,11 @@ def test_containers_of_a_killed_process_are_removed_by_the_next_stack(tmp_path, 
     finally:
         proc.kill()  # SIGKILL: no teardown runs
         proc.wait(timeout=30)
-    assert our_containers(proc.pid) == left
     backend = DockerBackend(tmp_path, {})
-    assert sorted(backend.swept) == sorted(left)
     assert our_containers(proc.pid) == {}
+    # Nothing else removes them (SIGKILL, reaper off): this stack's sweep did, or, under
+    # xdist, another worker's stack that started in between.
+    assert set(backend.swept) <= set(left)
     assert our_containers(os.getpid()) == mine  # a live owner's are kept
 
 
