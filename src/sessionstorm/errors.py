@@ -33,3 +33,9 @@ class StartupError(SessionstormError):
         if hint:
             msg += f"; {hint}"
         super().__init__(msg)
+
+    @classmethod
+    def with_logs(cls, what: str, waited_for: str, last_state: str, logs: str) -> StartupError:
+        """The error for a service that left a log: its last line is the hint, the tail in ``logs``."""
+        lines = logs.strip().splitlines()
+        return cls(what, waited_for, last_state, f"last log line: {lines[-1] if lines else '(empty log)'}", logs=logs)

@@ -61,8 +61,9 @@ def compare_runs(old: str | os.PathLike[str], new: str | os.PathLike[str], limit
     la, lb = sa.get("latency_ms") or {}, sb.get("latency_ms") or {}
     rows: list[dict[str, Any]] = []
 
-    def row(metric: str, x: Any, y: Any, change: str, regressed: bool, rule: str) -> None:
-        rows.append({"metric": metric, "old": x, "new": y, "change": change, "regressed": regressed, "rule": rule})
+    def row(metric: str, x: Any, y: Any, change: str, regressed: bool, rule: str, judged: bool = True) -> None:
+        rows.append({"metric": metric, "old": x, "new": y, "change": change, "regressed": regressed, "rule": rule,
+                     "judged": judged})
 
     for p in ("p50", "p95", "p99"):
         x, y = la.get(p), lb.get(p)
@@ -74,7 +75,7 @@ def compare_runs(old: str | os.PathLike[str], new: str | os.PathLike[str], limit
         few = min(n for n in (la.get("samples"), lb.get("samples"), need) if n is not None)  # older runs: unknown
         if few < need:
             row(f"latency {p} (ms)", x, y, f"×{ratio:.2f}", False,
-                f"not judged: {few} samples, {p} needs {need} (a longer run)")
+                f"not judged: {few} samples, {p} needs {need} (a longer run)", judged=False)
             continue
         bad = ratio > limits.latency_ratio and y - x > limits.latency_floor_ms
         row(f"latency {p} (ms)", x, y, f"×{ratio:.2f}", bad,
@@ -102,7 +103,7 @@ def compare_runs(old: str | os.PathLike[str], new: str | os.PathLike[str], limit
 def text(cmp: dict[str, Any]) -> list[str]:
     out = [f"old: {cmp['old']} (valid: {cmp['old_valid']})", f"new: {cmp['new']} (valid: {cmp['new_valid']})"]
     for r in cmp["rows"]:
-        flag = "REGRESSED" if r["regressed"] else r["rule"] if r["rule"].startswith("not judged") else "ok"
+        flag = "REGRESSED" if r["regressed"] else "ok" if r["judged"] else r["rule"]
         out.append(f"  {r['metric']:<22} {_fmt(r['old']):>12} → {_fmt(r['new']):<12} {r['change']:<16} {flag}")
     for c in cmp["new_codes"]:
         out.append(f"  new anomaly code       {c['code']} ×{c['count']}  REGRESSED")

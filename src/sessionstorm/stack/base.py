@@ -148,6 +148,7 @@ class Backend(ABC):
         self.workdir = workdir
         self.options = options
         self._redis_dbs = 0
+        self._databases = 0
 
     @abstractmethod
     def start(self, progress: Progress) -> None:
@@ -166,6 +167,20 @@ class Backend(ABC):
     @abstractmethod
     def stop(self) -> None:
         """Stop everything started, targets first; leave nothing running."""
+
+    def _database_name(self, name: str) -> str:
+        """A new database name: ``name`` made safe, numbered within this stack."""
+        self._databases += 1
+        return f"{''.join(c if c.isalnum() else '_' for c in name.lower())}_{self._databases}"
+
+    def _target_setup(self, postgres: PostgresInfo | None, redis: RedisInfo | None, port: int, host: str,
+                      env: dict[str, str], **fixed: str) -> tuple[dict[str, str], dict[str, str]]:
+        """A target's template values (``fixed`` overrides, e.g. the image's python) and its env:
+        `target_env`, then ``env`` filled from those values."""
+        values = {**template_values(postgres, redis, self.provider, port, host), **fixed}
+        admin = self.options.get("admin_token", "sessionstorm-admin")
+        values["admin_token"] = admin
+        return values, {**target_env(values, admin), **{k: fill(v, values) for k, v in env.items()}}
 
     def redis_for_target(self) -> RedisInfo | None:
         """The next unused Redis db number (the server needs enough ``databases``)."""

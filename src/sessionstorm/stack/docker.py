@@ -34,7 +34,7 @@ from testcontainers.core.waiting_utils import WaitStrategy
 
 from sessionstorm.errors import ConfigError, StartupError
 from sessionstorm.stack.base import (
-    Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle, fill, target_env, template_values,
+    Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle, fill,
 )
 from sessionstorm.stack.embedded import http_probe
 
@@ -112,11 +112,11 @@ class ProbeWait(WaitStrategy):
 
     def __init__(self, probe: Probe, timeout: float) -> None:
         super().__init__()
-        self.probe, self.timeout, self.state = probe, timeout, "not asked yet"
-        self.with_poll_interval(0.1)
+        self.probe, self.state = probe, "not asked yet"
+        self.with_startup_timeout(timeout).with_poll_interval(0.1)
 
     def wait_until_ready(self, container: Any) -> None:
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self._startup_timeout
         while True:
             wrapped = container.get_wrapped_container()
             wrapped.reload()
@@ -130,7 +130,7 @@ class ProbeWait(WaitStrategy):
             if ready:
                 return
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"{self.state} (after {self.timeout:g} s)")
+                raise TimeoutError(f"{self.state} (after {self._startup_timeout:g} s)")
             time.sleep(self._poll_interval)
 
 
@@ -152,7 +152,6 @@ class DockerBackend(Backend):
                               "set it to never on a machine without a registry, else leave it unset")
         self.containers: list[Any] = []  # testcontainers DockerContainer, newest last
         self._targets: list[Any] = []
-        self._databases = 0
         self.stack_id = uuid.uuid4().hex[:12]
         self.swept = sweep_orphans()
 
@@ -204,8 +203,7 @@ class DockerBackend(Backend):
     def _fail(self, c: Any, label: str, waited_for: str, state: str) -> None:
         logs = self._logs(c)
         self._remove(c)
-        last = logs.strip().splitlines()[-1] if logs.strip() else "(empty log)"
-        raise StartupError(label, waited_for, state, f"last log line: {last}", logs=logs)
+        raise StartupError.with_logs(label, waited_for, state, logs)
 
     @staticmethod
     def _logs(c: Any) -> str:
@@ -263,8 +261,7 @@ class DockerBackend(Backend):
 
     def create_database(self, name: str) -> PostgresInfo:
         assert self.postgres is not None
-        self._databases += 1
-        db = f"{''.join(c if c.isalnum() else '_' for c in name.lower())}_{self._databases}"
+        db = self._database_name(name)
 
         async def create() -> None:
             import asyncpg
@@ -282,11 +279,7 @@ class DockerBackend(Backend):
                      postgres: PostgresInfo | None, redis: RedisInfo | None, timeout: float) -> TargetHandle:
         """The target runs in the app image: ``{python}`` is that image's python."""
         port = portpicker.pick_unused_port()
-        values = template_values(postgres, redis, self.provider, port, HOST)
-        values["python"] = "python"
-        admin = self.options.get("admin_token", "sessionstorm-admin")
-        values["admin_token"] = admin
-        full_env = {**target_env(values, admin), **{k: fill(v, values) for k, v in env.items()}}
+        values, full_env = self._target_setup(postgres, redis, port, HOST, env, python="python")
         url = f"http://{HOST}:{port}"
         c = self.run_container(f"target {name!r}", "app", [fill(part, values) for part in command],
                       lambda: http_probe(url + ready_path), f"GET {url}{ready_path} -> 200",

@@ -20,7 +20,7 @@ import redis
 
 from sessionstorm.errors import ConfigError
 from sessionstorm.stack.base import (
-    Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle, fill, target_env, template_values,
+    Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle, fill,
 )
 from sessionstorm.stack.process import Service
 
@@ -70,7 +70,6 @@ class EmbeddedBackend(Backend):
         self.dir = Path(workdir)
         self.services: list[Service] = []
         self._targets: list[Service] = []
-        self._databases = 0
 
     # -- PostgreSQL ----------------------------------------------------------------
     def _pg_user(self) -> str | None:
@@ -118,8 +117,7 @@ class EmbeddedBackend(Backend):
 
     def create_database(self, name: str) -> PostgresInfo:
         assert self.postgres is not None
-        self._databases += 1
-        db = f"{''.join(c if c.isalnum() else '_' for c in name.lower())}_{self._databases}"
+        db = self._database_name(name)
         r = subprocess.run([str(_pg_bin() / "createdb"), "-h", HOST, "-p", str(self.postgres.port),
                             "-U", PG_USER, db], capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
@@ -172,10 +170,8 @@ class EmbeddedBackend(Backend):
     def start_target(self, name: str, command: list[str], env: dict[str, str], ready_path: str,
                      postgres: PostgresInfo | None, redis: RedisInfo | None, timeout: float) -> TargetHandle:
         port = portpicker.pick_unused_port()
-        values = template_values(postgres, redis, self.provider, port, HOST)
-        admin = self.options.get("admin_token", "sessionstorm-admin")
-        values["admin_token"] = admin
-        full_env = {**os.environ, **target_env(values, admin), **{k: fill(v, values) for k, v in env.items()}}
+        values, target_vars = self._target_setup(postgres, redis, port, HOST, env)
+        full_env = {**os.environ, **target_vars}
         cmd = [fill(part, values) for part in command]
         url = f"http://{HOST}:{port}"
         log = self.dir / f"target-{name}-{port}.log"

@@ -65,10 +65,7 @@ class Service(Executor):
             else:
                 state = f"process exited with code {e.exit_code}; last probe: {self.last_state}"
             self.shutdown()
-            tail = self.log_tail()
-            last = tail.strip().splitlines()[-1] if tail.strip() else "(empty log)"
-            raise StartupError(self.name, self.waited_for, state, f"last log line: {last}",
-                               logs=tail) from None
+            raise StartupError.with_logs(self.name, self.waited_for, state, self.log_tail()) from None
         return self
 
     def log_tail(self, lines: int = 20) -> str:
