@@ -90,6 +90,7 @@ def test_a_percentile_is_judged_only_with_enough_samples_beyond_it(tmp_path):
     small = compare_runs(_results(tmp_path / "a", 40, 200.0), _results(tmp_path / "b", 40, 400.0))
     rows = {r["metric"]: r for r in small["rows"]}
     assert not small["regressed"] and rows["latency p95 (ms)"]["rule"].startswith("not judged: 40 samples")
+    assert rows["latency p95 (ms)"]["judged"] is False and rows["latency p50 (ms)"]["judged"] is True
     big = compare_runs(_results(tmp_path / "c", 300, 200.0), _results(tmp_path / "d", 300, 400.0))
     rows = {r["metric"]: r for r in big["rows"]}
     assert big["regressed"] and rows["latency p95 (ms)"]["regressed"]
