@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessionstorm.driver import SCENARIOS
+from sessionstorm.scenarios import SCENARIOS
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))

@@ -136,14 +136,24 @@ def iter_records(
         path = Path(f)
         with open(path, "rb") as fh:
             for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
                 try:
                     rec = loads(line)
                     if not isinstance(rec, dict) or "type" not in rec:
                         raise ValueError("not a history record")
                 except ValueError as e:
+                    if not line.strip():  # blank: skipped silently (checked only here, as it copies the line)
+                        continue
                     if on_corrupt is not None:
                         on_corrupt(path, lineno, f"{e}: {line[:80]!r}")
                     continue
                 yield rec
+
+
+BLOCK_BYTES = 1 << 20  # for scans of the raw bytes, which need no parsing
+
+
+def iter_chunks(path: str | os.PathLike[str]) -> Iterator[bytes]:
+    """The file in blocks of whole lines, for scans of the raw bytes."""
+    with open(path, "rb") as fh:
+        while block := fh.read(BLOCK_BYTES):
+            yield block + fh.readline()  # the rest of the block's last line

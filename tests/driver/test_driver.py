@@ -4,7 +4,8 @@ import asyncio
 from conftest import write_profile
 
 from sessionstorm.canary import find_canaries
-from sessionstorm.driver import Driver, ParallelObserve, SharedKey, StreamingSharedKey, run_scenario
+from sessionstorm.driver import Driver, run_scenario
+from sessionstorm.scenarios import ParallelObserve, SharedKey, StreamingSharedKey
 from sessionstorm.history import HistoryWriter, iter_records
 from sessionstorm.rundir import RunDir
 from sessionstorm.workload import gateway, observe

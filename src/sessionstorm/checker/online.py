@@ -15,28 +15,14 @@ def is_expired(error: str | None) -> bool:
 
 
 def check_op(op: dict[str, Any], expect_canary: bool = True) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    outcome, status, error = op.get("outcome"), op.get("status"), op.get("error")
+    outcome = op.get("outcome")
     if outcome == "info":  # unknown outcome: proves nothing either way
-        return found
+        return []
     if outcome == "fail":
-        if is_expired(error):
-            found.append(("SESSION_EXPIRED_IN_FLIGHT", f"{error} (session {op.get('session_seen') or op.get('session_sent')})"))
-        elif isinstance(status, int) and status >= 500:
-            found.append(("SERVER_ERROR", f"HTTP {status}: {error}; {op.get('in_flight')} in flight"))
-        return found
+        return _check_failure(op)
     if op.get("kind") not in CHAT_KINDS:
-        return found
-    sent = set(op.get("canaries_sent") or ())
-    seen = op.get("canaries_seen") or []
-    foreign = [c for c in seen if c not in sent]
-    if foreign:
-        found.append(("CROSSTALK", f"reply carried {', '.join(foreign[:3])} (not its own)"))
-    elif not seen and expect_canary:
-        if not op.get("reply_excerpt") and not op.get("chunks"):
-            found.append(("EMPTY_REPLY", "reply had no content"))
-        else:
-            found.append(("UNATTRIBUTED", "reply carried no canary"))
+        return []
+    found = _check_canaries(op, expect_canary)
     asked, served = op.get("model_asked"), op.get("model_served")
     if asked and served and asked != served:
         found.append(("WRONG_MODEL", f"asked {asked}, served by {served}"))
@@ -45,7 +31,32 @@ def check_op(op: dict[str, Any], expect_canary: bool = True) -> list[tuple[str, 
         found.append(("REQUEST_ID_MISMATCH", f"sent {rid_sent}, reply answers {rid_seen}"))
     chunks = op.get("chunk_canaries")
     if chunks:
-        distinct = {tuple(c) for c in chunks if c}
+        distinct = set(map(tuple, filter(None, chunks)))  # the canary sets of the non-empty chunks
         if len(distinct) > 1:
             found.append(("STREAM_INTERLEAVED", f"{len(distinct)} different canary sets across {len(chunks)} chunks"))
     return found
+
+
+def _check_failure(op: dict[str, Any]) -> list[tuple[str, str]]:
+    status, error = op.get("status"), op.get("error")
+    if is_expired(error):
+        return [("SESSION_EXPIRED_IN_FLIGHT", f"{error} (session {op.get('session_seen') or op.get('session_sent')})")]
+    if isinstance(status, int) and status >= 500:
+        return [("SERVER_ERROR", f"HTTP {status}: {error}; {op.get('in_flight')} in flight")]
+    return []
+
+
+def _check_canaries(op: dict[str, Any], expect_canary: bool) -> list[tuple[str, str]]:
+    sent = op.get("canaries_sent") or ()
+    seen = op.get("canaries_seen") or []
+    sent_set = set(sent)  # also for its TypeError on unhashable canaries, as ever
+    if seen and seen == sent:  # the common case: exactly its own canaries came back
+        return []
+    foreign = [c for c in seen if c not in sent_set]
+    if foreign:
+        return [("CROSSTALK", f"reply carried {', '.join(foreign[:3])} (not its own)")]
+    if not seen and expect_canary:
+        if not op.get("reply_excerpt") and not op.get("chunks"):
+            return [("EMPTY_REPLY", "reply had no content")]
+        return [("UNATTRIBUTED", "reply carried no canary")]
+    return []

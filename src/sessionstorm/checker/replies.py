@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import orjson
 from sessionstorm.checker.base import Checker, Report, brief, evidence
 from sessionstorm.checker.catalogue import MAX_EVIDENCE
 from sessionstorm.checker.online import check_op
+from sessionstorm.history import iter_chunks
 
 
 class Replies(Checker):
@@ -71,10 +72,8 @@ def find_owners(files: Iterable[Path], wanted: set[str]) -> dict[str, dict[str, 
     pattern = re.compile(b"|".join(re.escape(c.encode()) for c in sorted(wanted)))
     owners: dict[str, dict[str, Any]] = {}
     for path in files:
-        with open(path, "rb") as fh:
-            for line in fh:
-                if pattern.search(line) is None:
-                    continue
+        for chunk in iter_chunks(path):
+            for line in _matching_lines(pattern, chunk):
                 try:
                     rec = orjson.loads(line)
                 except orjson.JSONDecodeError:
@@ -84,3 +83,15 @@ def find_owners(files: Iterable[Path], wanted: set[str]) -> dict[str, dict[str, 
                         if c in wanted:
                             owners[c] = brief(rec)
     return owners
+
+
+def _matching_lines(pattern: re.Pattern[bytes], chunk: bytes) -> Iterator[bytes]:
+    """The lines of `chunk` (newline kept) in which `pattern` matches: one search over the block skips
+    the many lines without a match."""
+    pos = 0
+    while (m := pattern.search(chunk, pos)) is not None:
+        start = chunk.rfind(b"\n", 0, m.start()) + 1
+        pos = chunk.find(b"\n", m.start()) + 1 or len(chunk)
+        line = chunk[start:pos]
+        if pattern.search(line) is not None:  # not a match running on into the next line
+            yield line

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,10 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
     replies, churn, stats = Replies(unattributed_fails=not llm_real), Churn(), Stats()
     checkers: list[Checker] = [replies, churn, Conversations(), Observe(), Invariants(), stats]
     crashed: dict[str, str] = {}
-    by_kind: dict[str | None, list[Checker]] = {}
+    by_kind: dict[str | None, list[tuple[Checker, Callable[[dict[str, Any]], None]]]] = {}  # kind -> (checker, op)
 
-    def route(kind: str | None) -> list[Checker]:
-        if kind not in by_kind:
-            by_kind[kind] = [c for c in checkers if c.name not in crashed and (c.kinds is None or kind in c.kinds)]
+    def route(kind: str | None) -> list[tuple[Checker, Callable[[dict[str, Any]], None]]]:
+        by_kind[kind] = [(c, c.op) for c in checkers if c.name not in crashed and (c.kinds is None or kind in c.kinds)]
         return by_kind[kind]
 
     def crash(c: Checker) -> None:
@@ -64,14 +64,17 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
     n_ops = 0
     t0 = time.monotonic()
     for rec in iter_records(files, on_corrupt=lambda f, n, e: corrupt.append({"file": f.name, "line": n, "error": e})):
-        if rec["type"] == "op":
+        rtype = rec["type"]
+        if rtype == "op":
             n_ops += 1
-            for c in route(rec.get("kind")):
+            kind = rec.get("kind")
+            handlers = by_kind.get(kind)  # the hot path: no call to route once a kind is known
+            for c, op in route(kind) if handlers is None else handlers:
                 try:
-                    c.op(rec)
+                    op(rec)
                 except Exception:
                     crash(c)
-        elif rec["type"] == "event":
+        elif rtype == "event":
             for c in checkers:
                 if c.name not in crashed:
                     try:

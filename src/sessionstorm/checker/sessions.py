@@ -27,16 +27,18 @@ class Churn(Checker):
         self.ops = 0
 
     def op(self, op: dict[str, Any]) -> None:
-        if op.get("outcome") != "ok" or not op.get("session_seen"):
+        session = op.get("session_seen")
+        if not session or op.get("outcome") != "ok":
             return
         owner = op.get("key") if op["kind"] != "message" else "user:" + str(op.get("user"))
         if owner is None:
             return
         self.ops += 1
         t = op.get("invoke_wall") or 0.0
-        if op.get("model_asked"):
-            self.models[owner][int(t // CHURN_WINDOW_S)].add(op["model_asked"])
-        k = (owner, op["session_seen"])
+        model = op.get("model_asked")
+        if model:
+            self.models[owner][int(t // CHURN_WINDOW_S)].add(model)
+        k = (owner, session)
         prev = self.first_seen.get(k)
         if prev is None or t < (prev.get("invoke_wall") or 0.0):
             self.first_seen[k] = brief(op)

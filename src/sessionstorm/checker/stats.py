@@ -26,14 +26,20 @@ class Stats(Checker):
 
     def op(self, op: dict[str, Any]) -> None:
         outcome = op.get("outcome", "info")
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        outcomes = self.outcomes
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
         t0, t1 = op.get("invoke_wall"), op.get("complete_wall")
         if t0 is None or t1 is None:
             return
         if outcome != "info":
             self.latency.append((t1 - t0) * 1000)
-        self.first = t0 if self.first is None else min(self.first, t0)
-        self.last = t1 if self.last is None else max(self.last, t1)
+        # what min() and max() would keep, without their calls
+        first = self.first
+        if first is None or t0 < first:
+            self.first = t0
+        last = self.last
+        if last is None or t1 > last:
+            self.last = t1
 
     def finish(self, report: Report) -> bool | None:
         return True
