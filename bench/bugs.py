@@ -11,6 +11,7 @@ import tempfile
 
 from sessionstorm.checker import check_run
 from sessionstorm.driver import run_scenario
+from sessionstorm.profiles import REFERENCE
 from sessionstorm.rundir import RunDir
 from sessionstorm.stack import Stack
 from sessionstorm.workload.launch import launch
@@ -32,7 +33,7 @@ LEVELS = {"users": (2, 5, 10), "concurrency": (2, 3, 5), "observes": (2, 5, 10)}
 
 
 def main() -> None:
-    profile = load_profile(os.path.join(os.path.dirname(__file__), "..", "fixtures", "reference.toml"))
+    profile = load_profile(REFERENCE)
     with Stack() as stack, tempfile.TemporaryDirectory() as tmp:
         targets = {}
         print(f"runs (of {REPEATS}) in which the anomaly was found; clean target in brackets")

@@ -1,6 +1,6 @@
 """The regression suite: every scenario against the clean target, and the bug zoo.
 
-Runs against the reference target (fixtures/reference.toml) on the stack of the
+Runs against the reference target (sessionstorm/profiles/reference.toml) on the stack of the
 ``sessionstorm`` pytest plugin, one stack per xdist worker. Point it at your own service
 with ``--target-profile FILE`` (or SESSIONSTORM_TARGET_PROFILE): the same scenarios run
 against it and the bug-zoo tests skip. Each test leaves a run folder (with report.html) under
@@ -17,16 +17,14 @@ from typing import Any
 
 import pytest
 
-from sessionstorm.checker import check_run
-from sessionstorm.checker.summary import summary_lines
-from sessionstorm.driver import SCENARIOS, run_scenario
-from sessionstorm.report import render_report
-from sessionstorm.rundir import RunDir
+from sessionstorm.driver import run_scenario
+from sessionstorm.profiles import REFERENCE
+from sessionstorm.run import Run
+from sessionstorm.scenarios import SCENARIOS
 from sessionstorm.workload.launch import RunningTarget, attach, launch
 from sessionstorm.workload.profile import Profile, load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT / "fixtures" / "reference.toml"
 REPORTS = Path(os.environ.get("SESSIONSTORM_REPORTS", ROOT / "reports")) / "regression"
 
 
@@ -75,12 +73,14 @@ def run_checked(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any]]
     """Run a scenario into its own run folder and check it: returns results.json plus `where`."""
 
     def run(scenario: str, target: RunningTarget, **overrides: int) -> dict[str, Any]:
-        run_dir = RunDir.create(f"{scenario}", root=REPORTS / _safe(request.node.name))
-        asyncio.run(run_scenario(SCENARIOS[scenario], target, run_dir, **overrides))
-        results = check_run(run_dir)
-        results["where"] = str(run_dir.path)
-        report = render_report(run_dir, results)
-        results["summary"] = "\n".join([*summary_lines(results, run_dir.path), f"report: {report}"])
+        r = Run(scenario, driver="regression", target=target, reports_dir=REPORTS / _safe(request.node.name),
+                settings=overrides).start()
+        try:
+            r.settings = asyncio.run(run_scenario(SCENARIOS[scenario], target, r.dir, **overrides)).settings
+        finally:
+            results = r.finish()
+        results["where"] = str(r.dir.path)
+        results["summary"] = "\n".join(r.summary())
         return results
 
     return run

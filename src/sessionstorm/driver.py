@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -28,11 +29,11 @@ from sessionstorm.errors import ConfigError
 from sessionstorm.history import HistoryWriter, process_name
 from sessionstorm.rundir import RunDir
 from sessionstorm.scenarios import SCENARIOS, Scenario
-from sessionstorm.workload import PARSERS, STREAM_KINDS, snapshots
-from sessionstorm.workload.gateway import ChatStream
+from sessionstorm.exchange import Exchange
+from sessionstorm.workload import snapshots
 from sessionstorm.workload.keys import make_keys
 from sessionstorm.workload.launch import RunningTarget
-from sessionstorm.workload.op import Request, complete, start, transport_error
+from sessionstorm.workload.op import Request
 from sessionstorm.workload.prompts import PromptMaker
 
 
@@ -48,13 +49,14 @@ class Driver:
     """One httpx client, one history, and the in-flight count of what it sends."""
 
     def __init__(self, target: RunningTarget, history: HistoryWriter, *, timeout_s: float | None = None,
-                 max_connections: int = 100, seed: int | None = None) -> None:
+                 max_connections: int = 100, seed: int | None = None, stop: threading.Event | None = None) -> None:
         self.target, self.profile, self.history = target, target.profile, history
         self.timeout_s = timeout_s if timeout_s is not None else self.profile.target.timeout_s
         self.prompts = PromptMaker(self.profile.target.llm, seed=seed)
         self.in_flight = 0
         self.tag = secrets.token_hex(3)  # makes user ids fresh per run against a long-lived target
         self.ops: list[dict[str, Any]] = []
+        self.stop = stop or threading.Event()
         self._client = httpx.AsyncClient(
             base_url=target.url, timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 5.0)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections))
@@ -70,48 +72,45 @@ class Driver:
 
     async def send(self, req: Request) -> dict[str, Any]:
         """Send one request and record its op; never raises for what the network does."""
-        op = req.op
         self.in_flight += 1
-        start(op, self.in_flight)
+        ex = Exchange(req, self.in_flight)
         try:
             # The whole op, stream included, is bounded: httpx's timeout is per read.
             async with asyncio.timeout(self.timeout_s * 2):
-                if op["kind"] in STREAM_KINDS:
-                    await self._stream(req)
+                if ex.streamed:
+                    await self._stream(req, ex)
                 else:
                     r = await self._client.request(req.method, req.path, headers=req.headers, content=req.body)
-                    op["peer"] = _peer(r)
-                    PARSERS[op["kind"]](op, r.status_code, r.headers, r.content)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
-            transport_error(op, e, sent=False)
+                    ex.connected(_peer(r))
+                    ex.reply(r.status_code, r.headers, r.content)
         except (httpx.TransportError, TimeoutError) as e:
-            transport_error(op, e if str(e) or not isinstance(e, TimeoutError)
-                            else TimeoutError(f"op deadline {self.timeout_s * 2:g}s"), sent=True)
+            ex.transport(e if str(e) or not isinstance(e, TimeoutError)
+                         else TimeoutError(f"op deadline {self.timeout_s * 2:g}s"))
+        except BaseException as e:  # cancelled (Ctrl-C): recorded as unknown, then passed on
+            ex.transport(e, event="cancelled")
+            raise
         finally:
             self.in_flight -= 1
-            op.setdefault("outcome", "info")
-            complete(op)
+            op = ex.finish()
             self.history.op(**op)
             self.ops.append(op)
         return op
 
-    async def _stream(self, req: Request) -> None:
-        op = req.op
+    async def _stream(self, req: Request, ex: Exchange) -> None:
         async with self._client.stream(req.method, req.path, headers=req.headers, content=req.body) as r:
-            op["peer"] = _peer(r)
-            s = ChatStream(op)
-            s.begin(r.status_code, r.headers)
+            ex.connected(_peer(r))
+            ex.begin(r.status_code, r.headers)
             try:
                 async for data in r.aiter_bytes():
-                    s.feed(data, time.monotonic())
+                    ex.feed(data, time.monotonic())
             except (httpx.TransportError, TimeoutError) as e:
-                s.finish(e)  # keep the chunks that did arrive
+                ex.end_stream(e)  # keep the chunks that did arrive
                 return
-            s.finish()
+            ex.end_stream()
 
     async def burst(self, requests: Sequence[Request], label: str = "burst") -> list[dict[str, Any]]:
         """Release all requests together (built beforehand, so building costs no skew)."""
-        if not requests:
+        if not requests or self.stop.is_set():
             return []
         barrier = asyncio.Barrier(len(requests))
 
@@ -151,6 +150,7 @@ class ScenarioResult:
     outcomes: dict[str, int]
     duration_s: float
     snapshots: list[dict[str, Any]]
+    settings: dict[str, int]
 
 
 SNAPSHOT_EVERY_S = 1.0  # invariants are also read while the load runs: a transient duplicate counts
@@ -163,10 +163,12 @@ async def _snapshots_during(d: Driver) -> None:
 
 
 async def run_scenario(scenario: type[Scenario] | str, target: RunningTarget, run_dir: RunDir,
-                       seed: int | None = None, **overrides: int) -> ScenarioResult:
-    """Run one scenario against a running target into ``run_dir``; returns what was recorded.
+                       seed: int | None = None, stop: threading.Event | None = None,
+                       **overrides: int) -> ScenarioResult:
+    """Run one scenario against a running target into ``run_dir``'s history; returns what
+    was recorded. ``stop`` set: no new burst starts (the one in flight completes).
 
-    The verdict is the checker's: ``sessionstorm.checker.check_run(result.run_dir)``.
+    The verdict is the checker's (through `sessionstorm.run.Run.finish`).
     """
     if isinstance(scenario, str):
         if scenario not in SCENARIOS:
@@ -178,11 +180,8 @@ async def run_scenario(scenario: type[Scenario] | str, target: RunningTarget, ru
                           f"add {sc.flavor!r} to target.flavors or pick another scenario")
     history_path = run_dir.history_path(process_name("driver"))
     started = time.time()
-    run_dir.write_json("run.json", {"scenario": sc.name, "driver": "regression", "settings": sc.settings(),
-                                    "target": {"url": target.url, "profile": target.profile.redacted()},
-                                    "started": started})
     with HistoryWriter(history_path, process=process_name("driver")) as history:
-        async with Driver(target, history, seed=seed, max_connections=max(sc.widest(), 10)) as d:
+        async with Driver(target, history, seed=seed, max_connections=max(sc.widest(), 10), stop=stop) as d:
             history.event("phase", name="start", scenario=sc.name, settings=sc.settings())
             await d.warm(sc.widest())
             during = asyncio.create_task(_snapshots_during(d))
@@ -196,6 +195,4 @@ async def run_scenario(scenario: type[Scenario] | str, target: RunningTarget, ru
             ops = d.ops
     duration = time.time() - started
     outcomes = dict(Counter(op.get("outcome") for op in ops))
-    run_dir.write_json("run.json", {**run_dir.read_json("run.json"), "finished": time.time(),
-                                    "duration_s": duration, "ops": len(ops)})
-    return ScenarioResult(sc.name, run_dir, history_path, len(ops), outcomes, duration, snapshots)
+    return ScenarioResult(sc.name, run_dir, history_path, len(ops), outcomes, duration, snapshots, sc.settings())

@@ -40,8 +40,7 @@ def test_shared_key_records_every_op_with_its_fields(server_url, tmp_path):
     assert max(op["in_flight"] for op in ops) == 4  # the burst really overlapped
     phases = [e["data"]["name"] for e in events if e["kind"] == "phase"]
     assert phases == ["start", "round-0", "round-1", "end"]
-    run = result.run_dir.read_json("run.json")
-    assert run["scenario"] == "shared_key" and run["ops"] == 8 and run["settings"]["users"] == 4
+    assert result.scenario == "shared_key" and result.settings["users"] == 4
 
 
 def test_streams_record_chunks_ttft_and_gaps(server_url, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from sessionstorm.driver import Driver
 from sessionstorm.history import HistoryWriter, iter_records
+from sessionstorm.profiles import REFERENCE
 from sessionstorm.workload.launch import RunningTarget
 from sessionstorm.workload.profile import load_profile, with_base_url
 
@@ -37,7 +38,7 @@ def test_snapshot_records_violations_and_broken_sql(pg_dsn, tmp_path):
         await conn.execute("DROP TABLE IF EXISTS api_keys, sessions, conversation_sessions")
         await conn.execute(SCHEMA)
         await conn.close()
-        ref = load_profile("fixtures/reference.toml", check=False, env={},
+        ref = load_profile(REFERENCE, check=False, env={},
                            overrides={"invariants.broken": "SELECT * FROM no_such_table"})
         target = RunningTarget(with_base_url(ref, "http://127.0.0.1:9"), "http://127.0.0.1:9", pg_dsn)
         with HistoryWriter(tmp_path / "h.jsonl") as h:
@@ -53,7 +54,7 @@ def test_snapshot_records_violations_and_broken_sql(pg_dsn, tmp_path):
 
 
 def test_snapshot_without_database_is_an_error_not_a_pass(tmp_path):
-    ref = load_profile("fixtures/reference.toml", check=False, env={})
+    ref = load_profile(REFERENCE, check=False, env={})
     target = RunningTarget(ref, "http://127.0.0.1:9", "postgresql://nobody@127.0.0.1:1/x")
 
     async def go():

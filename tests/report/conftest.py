@@ -11,11 +11,11 @@ import pytest
 
 from sessionstorm.checker import check_run
 from sessionstorm.driver import run_scenario
+from sessionstorm.profiles import REFERENCE
 from sessionstorm.rundir import RunDir
 from sessionstorm.workload.launch import RunningTarget, launch
 from sessionstorm.workload.profile import load_profile
 
-REFERENCE = Path(__file__).resolve().parents[2] / "fixtures" / "reference.toml"
 
 
 @pytest.fixture(scope="session")

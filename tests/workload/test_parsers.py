@@ -5,10 +5,10 @@ import pytest
 from sessionstorm.canary import canary_for, find_canaries, format_echo, new_op_id
 from sessionstorm.workload import conversation, gateway, observe
 from sessionstorm.workload.op import transport_error
+from sessionstorm.profiles import REFERENCE
 from sessionstorm.workload.profile import load_profile
 from sessionstorm.workload.prompts import PromptMaker
 
-REFERENCE = "fixtures/reference.toml"
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import portpicker
 import pytest
 
 from sessionstorm.errors import ConfigError
+from sessionstorm.profiles import REFERENCE
 from sessionstorm.workload.launch import attach
 from sessionstorm.workload.profile import fill, load_profile, parse_sets
 
@@ -34,7 +35,7 @@ def error(tmp_path, text, **kw):
 
 
 def test_reference_and_good_profiles_load(tmp_path):
-    ref = load_profile("fixtures/reference.toml", check=False, env={})
+    ref = load_profile(REFERENCE, check=False, env={})
     assert ref.keys.source == "http" and set(ref.target.flavors) == {"gateway", "observe", "conversation"}
     assert len(ref.invariants) == 3 and ref.thresholds.p99_ms == 5000
     p = load_profile(write(tmp_path, GOOD), check=False, env={})
@@ -107,6 +108,6 @@ def test_cli_exit_code_2_and_one_line(tmp_path):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("sessionstorm: error: target.colour=x")
     ok = subprocess.run([sys.executable, "-m", "sessionstorm.cli", "check-profile", "--target-profile",
-                         "fixtures/reference.toml", "--offline", "--set", "target.llm=real"],
+                         str(REFERENCE), "--offline", "--set", "target.llm=real"],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and '"llm": "real"' in ok.stdout

@@ -12,18 +12,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sessionstorm.checker.availability import Availability
 from sessionstorm.checker.base import Checker
 from sessionstorm.checker.catalogue import CODES, Tally, describe
 from sessionstorm.checker.invariants import Invariants
 from sessionstorm.checker.observe import Observe
 from sessionstorm.checker.replies import Replies, find_owners
 from sessionstorm.checker.sessions import Churn, Conversations
-from sessionstorm.checker.stats import Stats, judge_thresholds
+from sessionstorm.checker.stats import DEFAULT_THRESHOLDS, Stats, judge_thresholds
 from sessionstorm.errors import ConfigError
 from sessionstorm.history import history_files, iter_records
 from sessionstorm.rundir import RunDir
 
 Valid = bool | str  # True, False or "unknown"
+
+
+VERDICTS = {True: "CLEAN", False: "ANOMALIES", "unknown": "UNKNOWN"}
 
 
 def compose(results: list[bool | None]) -> Valid:
@@ -40,15 +44,16 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
     if not run.path.is_dir():
         raise ConfigError("run folder", run.path, "an existing run folder", "pass a folder under reports/")
     files = history_files(run.path)
-    if not files:
-        raise ConfigError("run folder", run.path, "a folder with history/*.jsonl",
+    if not files and not (run.path / "run.json").exists():
+        raise ConfigError("run folder", run.path, "a folder with run.json or history/*.jsonl",
                           "point at a run folder written by sessionstorm")
     meta = run.read_json("run.json") if (run.path / "run.json").exists() else {}
     llm_real = ((meta.get("target") or {}).get("profile") or {}).get("target", {}).get("llm") == "real"
-    thresholds = {**((meta.get("thresholds") or {}) if thresholds is None else {}), **(thresholds or {})}
+    # defaults < what the run recorded (profile and command line) < what this check is given
+    thresholds = {**DEFAULT_THRESHOLDS, **(meta.get("thresholds") or {}), **(thresholds or {})}
 
-    replies, churn, stats = Replies(unattributed_fails=not llm_real), Churn(), Stats()
-    checkers: list[Checker] = [replies, churn, Conversations(), Observe(), Invariants(), stats]
+    replies, churn, stats, avail = Replies(unattributed_fails=not llm_real), Churn(), Stats(), Availability()
+    checkers: list[Checker] = [avail, replies, churn, Conversations(), Observe(), Invariants(), stats]
     crashed: dict[str, str] = {}
     by_kind: dict[str | None, list[tuple[Checker, Callable[[dict[str, Any]], None]]]] = {}  # kind -> (checker, op)
 
@@ -101,13 +106,27 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
         except Exception:
             verdicts[c.name] = {"valid": "unknown", "error": traceback.format_exc(limit=3)}
     summary = stats.summary(churn.reuse_ratio())
-    verdicts["thresholds"] = {"valid": judge_thresholds(summary, thresholds, report), "error": None}
+    reasons = list(avail.reasons)
+    rows: list[dict[str, Any]] = []
+    if avail.verified():  # thresholds judge a service that answered; with nothing verified they prove nothing
+        held, rows = judge_thresholds(summary, thresholds, report)
+        verdicts["thresholds"] = {"valid": "unknown" if held is None else held, "error": None}
+        reasons += [f"{r['name']} {r['value']} breaches {r['rule']}" for r in rows if r["held"] is False and held is None]
+    lost = meta.get("lost_workers") or []
+    if lost:  # a lost worker's operations may be missing from the history: nothing can be claimed for them
+        verdicts["workers"] = {"valid": "unknown", "error": None}
+        reasons.append(f"{len(lost)} Locust worker(s) lost mid-run: {', '.join(map(str, lost))}")
+    if corrupt:
+        verdicts["history"] = {"valid": "unknown", "error": None}
+        reasons.append(f"{len(corrupt)} corrupt history line(s): those operations could not be checked")
+    valid = compose([v["valid"] if v["valid"] != "unknown" else None for v in verdicts.values()])
     results = {
-        "valid": compose([v["valid"] if v["valid"] != "unknown" else None for v in verdicts.values()]),
-        "scenario": meta.get("scenario"), "ops": n_ops, "outcomes": stats.outcomes,
+        "valid": valid, "verdict": VERDICTS[valid], "reasons": reasons,
+        "interrupted": bool(meta.get("interrupted")), "lost_workers": lost,
+        "scenario": meta.get("scenario"), "ops": n_ops, "verified_ops": avail.verified(), "outcomes": stats.outcomes,
         "anomalies": [describe(code, tallies[code]) for code in CODES if code in tallies],
         "checkers": verdicts, "corrupt_lines": corrupt[:100], "corrupt_count": len(corrupt),
-        "stats": summary, "thresholds": thresholds, "check_seconds": round(time.monotonic() - t0, 3),
+        "stats": summary, "thresholds": thresholds, "threshold_rows": rows, "check_seconds": round(time.monotonic() - t0, 3),
     }
     if write:
         run.write_json("results.json", results)

@@ -10,7 +10,12 @@ the listeners. On the local runner or the master:
   printed, and the exit code set: 0 clean, 1 anomalies, 3 unknown.
 
 Workers (``--processes N`` or ``--worker``) get the host, keys and run folder from the
-master in one message and write their own history file into the same folder.
+master in one message and write their own history file into the same folder. A worker
+that stops sending heartbeats is reported as lost, and the verdict cannot be CLEAN.
+
+Ctrl-C or SIGTERM: users stop after the request in flight (bounded by the profile's
+``target.timeout_s``), every op is recorded, and the run is checked and marked
+``interrupted``; only then does the stack stop. The run's life is `sessionstorm.run.Run`.
 """
 from __future__ import annotations
 
@@ -33,7 +38,6 @@ from sessionstorm.history import HistoryWriter, process_name
 from sessionstorm.rundir import RunDir
 
 log = logging.getLogger("sessionstorm")
-REFERENCE = Path(__file__).resolve().parents[3] / "fixtures" / "reference.toml"
 SETUP_MESSAGE = "sessionstorm_setup"
 
 
@@ -45,7 +49,6 @@ class Context:
     history: HistoryWriter
     prompts: Any
     tag: str
-    peer: str | None
     expect_canary: bool = True
     observe_sessions: int = 10
     # A read-back returns every observation of its session, and the checker keeps each read's
@@ -85,11 +88,12 @@ class Context:
 
 @dataclass
 class _State:
-    stack: Any = None
-    target: Any = None
+    run: Any = None            # sessionstorm.run.Run, on the local runner or the master
     setup: dict[str, Any] | None = None
     ctx: Context | None = None
-    snapshots: Any = None  # (history writer, greenlet) of the invariant snapshots, on the master
+    snapshots: Any = None      # (history writer, greenlet) of the invariant snapshots, on the master
+    workers: set[str] = field(default_factory=set)
+    lost: list[str] = field(default_factory=list)
 
 
 _state = _State()
@@ -116,7 +120,10 @@ def _options(parser: Any) -> None:
     g.add_argument("--reports-dir", env_var="SESSIONSTORM_REPORTS", default="reports", help="where run folders go")
     g.add_argument("--shared-keys", env_var="SESSIONSTORM_SHARED_KEYS", type=int, default=2,
                    help="how many API keys the users share")
-    g.add_argument("--max-error-rate", env_var="SESSIONSTORM_MAX_ERROR_RATE", type=float, default=None)
+    g.add_argument("--max-error-rate", env_var="SESSIONSTORM_MAX_ERROR_RATE", type=float, default=None,
+                   help="CLEAN needs at most this share of operations not verified ok (0..1)")
+    g.add_argument("--max-info-rate", env_var="SESSIONSTORM_MAX_INFO_RATE", type=float, default=None,
+                   help="CLEAN needs at most this share of operations with an unknown outcome (0..1)")
     g.add_argument("--max-p95-ms", env_var="SESSIONSTORM_MAX_P95_MS", type=float, default=None)
 
 
@@ -128,56 +135,37 @@ def _scenario(environment: Any) -> str:
 def _fail(message: str) -> None:
     sys.stderr.write(f"sessionstorm: error: {message}\n")
     sys.stderr.flush()
-    if _state.stack is not None:
-        _state.stack.stop()
+    if _state.run is not None:
+        _state.run._stop_stack()
     os._exit(2)  # before any load; gevent and Locust's own teardown would only add noise
 
 
 def _setup_master(environment: Any) -> dict[str, Any]:
-    """Start (or reach) the target, make keys, create the run folder."""
-    from sessionstorm.stack import Stack
-    from sessionstorm.target.bugs import parse_bugs
-    from sessionstorm.workload.keys import make_keys
-    from sessionstorm.workload.launch import attach, launch
-    from sessionstorm.workload.profile import load_profile, with_base_url
+    """Validate, start (or reach) the target, make keys, open the run folder: `Run` does it."""
+    from sessionstorm.profiles import REFERENCE
+    from sessionstorm.run import Run
 
     o = environment.parsed_options
     if o.shared_keys < 1:
         raise ConfigError("shared-keys", o.shared_keys, "an integer >= 1", "pass --shared-keys 1 or more")
-    own_profile = o.target_profile
-    profile = load_profile(own_profile or str(REFERENCE), check=not o.host)  # --host replaces its base_url
-    if o.host:
-        _reachable(o.host)
-        profile = with_base_url(profile, o.host.rstrip("/"))
-    if profile.target.base_url:
-        target = attach(profile)
-    else:
-        if o.target_bugs:
-            parse_bugs(o.target_bugs)
-        say = lambda m: sys.stderr.write(f"sessionstorm: {m}\n")  # noqa: E731
-        _state.stack = Stack(o.backend, progress=say).start()
-        target = launch(profile, _state.stack, vars=None if own_profile else {"bugs": o.target_bugs})
-        environment.host = target.url
-    _state.target = target
-    keys = make_keys(target, [f"team-{i}" for i in range(o.shared_keys)])
-    run_dir = RunDir.create(_scenario(environment), root=o.reports_dir)
-    thresholds = {k: v for k, v in (("error_rate", o.max_error_rate), ("p95_ms", o.max_p95_ms)) if v is not None}
-    run_dir.write_json("run.json", {
-        "scenario": _scenario(environment), "driver": "locust", "started": time.time(),
-        "users": getattr(o, "num_users", None), "run_time": getattr(o, "run_time", None),
-        "target": {"url": target.url, "profile": profile.redacted(), "bugs": o.target_bugs or None},
-        "thresholds": thresholds})
-    return {"host": target.url, "keys": list(keys.values()), "run_dir": str(run_dir.path),
-            "profile": own_profile or str(REFERENCE),
-            "tag": secrets.token_hex(3), "llm": profile.target.llm}
-
-
-def _reachable(url: str) -> None:
-    import httpx
-    try:
-        httpx.get(url, timeout=5)
-    except httpx.HTTPError as e:
-        raise ConfigError("host", url, "a URL that answers HTTP", f"check --host ({type(e).__name__})") from None
+    users = getattr(o, "num_users", None)
+    if users is not None and users < 0:
+        raise ConfigError("users", users, "an integer >= 0", "pass -u / --users 1 or more")
+    say = lambda m: sys.stderr.write(f"sessionstorm: {m}\n")  # noqa: E731
+    run = Run(_scenario(environment), driver="locust", profile=o.target_profile, host=o.host, bugs=o.target_bugs,
+              backend=o.backend, reports_dir=o.reports_dir, progress=say,
+              thresholds={"error_rate": o.max_error_rate, "info_rate": o.max_info_rate, "p95_ms": o.max_p95_ms},
+              settings={"users": users, "spawn_rate": getattr(o, "spawn_rate", None),
+                        "run_time": getattr(o, "run_time", None), "processes": getattr(o, "processes", None),
+                        "shared_keys": o.shared_keys})
+    _state.run = run
+    run.start()
+    environment.host = run.url
+    if not environment.stop_timeout:  # users finish the request in flight when the run stops
+        environment.stop_timeout = run.profile.target.timeout_s
+    keys = run.keys([f"team-{i}" for i in range(o.shared_keys)])
+    return {"host": run.url, "keys": list(keys.values()), "run_dir": str(run.dir.path),
+            "profile": o.target_profile or str(REFERENCE), "tag": secrets.token_hex(3), "llm": run.profile.target.llm}
 
 
 def _make_context(setup: dict[str, Any], role: str) -> Context:
@@ -187,9 +175,8 @@ def _make_context(setup: dict[str, Any], role: str) -> Context:
     profile = with_base_url(load_profile(setup["profile"], check=False), setup["host"])
     run_dir = RunDir(setup["run_dir"])
     proc = process_name(role)
-    host = setup["host"].split("://", 1)[-1].rstrip("/")
     return Context(profile, setup["keys"], run_dir, HistoryWriter(run_dir.history_path(proc), proc),
-                   PromptMaker(setup["llm"]), setup["tag"], host, expect_canary=True)
+                   PromptMaker(setup["llm"]), setup["tag"], expect_canary=True)
 
 
 @events.init.add_listener
@@ -206,17 +193,39 @@ def _init(environment: Any, **_: Any) -> None:
         _state.setup = _setup_master(environment)
     except SessionstormError as e:
         _fail(str(e))
-    if not isinstance(runner, MasterRunner):
+    if isinstance(runner, MasterRunner):
+        environment.events.worker_connect.add_listener(lambda client_id, **__: _state.workers.add(client_id))
+        gevent.spawn(_watch_workers, runner)
+    else:
         _state.ctx = _make_context(_state.setup, "local")
+
+
+WATCH_EVERY_S = 1.0
+
+
+def _watch_workers(runner: Any) -> None:
+    """A worker whose heartbeats stopped (killed, hung, cut off) is lost: its ops may be missing."""
+    while True:
+        gevent.sleep(WATCH_EVERY_S)
+        _check_workers(runner)
+
+
+def _check_workers(runner: Any) -> None:
+    for wid in sorted(_state.workers - set(_state.lost)):
+        client = runner.clients.get(wid)
+        if client is not None and client.state == "missing":
+            _state.lost.append(wid)
+            sys.stderr.write(f"sessionstorm: worker {wid} lost (no heartbeat): its operations are unknown\n")
 
 
 @events.test_start.add_listener
 def _test_start(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner) and _state.setup is not None:
         environment.runner.send_message(SETUP_MESSAGE, _state.setup)
-    if not isinstance(environment.runner, WorkerRunner) and _state.target is not None and _state.snapshots is None:
+    run = _state.run
+    if run is not None and run.target is not None and _state.snapshots is None:
         proc = process_name("snapshots")
-        history = HistoryWriter(RunDir(_state.setup["run_dir"]).history_path(proc), proc)
+        history = HistoryWriter(run.dir.history_path(proc), proc)
         _state.snapshots = (history, gevent.spawn(_snapshot_loop, history))
 
 
@@ -229,7 +238,7 @@ def _snapshot(history: HistoryWriter, when: str) -> None:
 
     from sessionstorm.workload import snapshots
 
-    t = _state.target
+    t = _state.run.target
     if not t.profile.invariants:
         return
     pool = gevent.get_hub().threadpool
@@ -249,13 +258,27 @@ def _test_stop(environment: Any, **_: Any) -> None:
         _state.ctx.history.flush()
 
 
+def _stop_users(environment: Any) -> bool:
+    """Locust fires `quitting` before it stops the users on Ctrl-C/SIGTERM: stop them here
+    first (each finishes its request in flight), so no op is cut off. True if they were running."""
+    runner = environment.runner
+    if runner is None or runner.state not in ("spawning", "running"):
+        return False
+    runner.stop()
+    return True
+
+
 @events.quitting.add_listener
 def _quitting(environment: Any, **_: Any) -> None:
+    interrupted = _stop_users(environment)
     if _state.ctx is not None:
         _state.ctx.history.close()
-    if isinstance(environment.runner, WorkerRunner) or _state.setup is None:
+    run = _state.run
+    if isinstance(environment.runner, WorkerRunner) or run is None or run.dir is None:
         return
     try:
+        if isinstance(environment.runner, MasterRunner):
+            _check_workers(environment.runner)
         if _state.snapshots is not None:
             history, loop = _state.snapshots
             loop.kill()
@@ -263,19 +286,7 @@ def _quitting(environment: Any, **_: Any) -> None:
             history.close()
         if isinstance(environment.runner, MasterRunner):
             time.sleep(1.5)  # workers close their files on quit; give the last flush time to land
-        environment.process_exit_code = _verdict(RunDir(_state.setup["run_dir"]))
     finally:
-        if _state.stack is not None:
-            _state.stack.stop()
-            _state.stack = None
-
-
-def _verdict(run_dir: RunDir) -> int:
-    from sessionstorm.checker import check_run, exit_code
-    from sessionstorm.checker.summary import summary_lines
-    from sessionstorm.report import render_report
-
-    results = check_run(run_dir)
-    lines = [*summary_lines(results, run_dir.path), f"report: {render_report(run_dir, results)}"]
-    sys.stderr.write("\n".join(["", "== sessionstorm", *lines, ""]) + "\n")
-    return exit_code(results)
+        run.finish(interrupted=interrupted or None, lost_workers=_state.lost)
+    sys.stderr.write("\n".join(["", "== sessionstorm", *run.summary(), ""]) + "\n")
+    environment.process_exit_code = run.exit_code

@@ -204,6 +204,10 @@ class Stack:
         self.progress(f"target {name!r} ready on {handle.url} ({time.monotonic() - t0:.1f} s)")
         return handle
 
+    def save_logs(self, dest: Path) -> list[Path]:
+        """Every service's and target's output so far, as files in ``dest``."""
+        return self.backend.save_logs(dest) if self.backend is not None else []
+
     def pids(self) -> list[int]:
         """The processes the backend started and tracks (not their children)."""
         return self.backend.pids() if self.backend is not None else []

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -192,3 +194,13 @@ class Backend(ABC):
     def pids(self) -> list[int]:
         """Every process this backend started and still tracks (for leak checks)."""
         return []
+
+    def save_logs(self, dest: Path) -> list[Path]:
+        """Copy what each service and target wrote so far into ``dest`` (a run's ``logs/``).
+        Processes log to ``<name>.log`` files in the workdir; a backend without them overrides."""
+        dest.mkdir(parents=True, exist_ok=True)
+        out = []
+        for log in sorted(Path(self.workdir).glob("*.log")):
+            shutil.copyfile(log, dest / log.name)
+            out.append(dest / log.name)
+        return out

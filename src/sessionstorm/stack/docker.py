@@ -25,6 +25,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import portpicker
@@ -151,6 +152,7 @@ class DockerBackend(Backend):
             raise ConfigError("SESSIONSTORM_DOCKER_PULL", self.pull, "missing or never",
                               "set it to never on a machine without a registry, else leave it unset")
         self.containers: list[Any] = []  # testcontainers DockerContainer, newest last
+        self.labels: dict[int, str] = {}  # id(container) -> what it runs, for log file names
         self._targets: list[Any] = []
         self.stack_id = uuid.uuid4().hex[:12]
         self.swept = sweep_orphans()
@@ -192,6 +194,7 @@ class DockerBackend(Backend):
         for k, v in (env or {}).items():
             c.with_env(k, v)
         self.containers.append(c)  # before start: a Ctrl-C mid-start must still remove it
+        self.labels[id(c)] = label
         try:
             c.start()
         except docker.errors.APIError as e:  # e.g. the command is not in the image
@@ -206,13 +209,13 @@ class DockerBackend(Backend):
         raise StartupError.with_logs(label, waited_for, state, logs)
 
     @staticmethod
-    def _logs(c: Any) -> str:
+    def _logs(c: Any, lines: int | None = LOG_LINES) -> str:
         try:
             out, err = c.get_logs()
         except Exception as e:
             return f"(no logs: {e})"
-        lines = (out + err).decode(errors="replace").splitlines()
-        return "\n".join(lines[-LOG_LINES:])
+        text = (out + err).decode(errors="replace").splitlines()
+        return "\n".join(text[-lines:] if lines else text)
 
     def _remove(self, c: Any) -> None:
         try:
@@ -292,6 +295,15 @@ class DockerBackend(Backend):
                 self._targets.remove(c)
 
         return TargetHandle(name, url, postgres, redis, full_env, None, stop)
+
+    def save_logs(self, dest: Path) -> list[Path]:
+        dest.mkdir(parents=True, exist_ok=True)
+        out = []
+        for i, c in enumerate(self.containers):
+            path = dest / f"{self.labels.get(id(c), 'container').replace('/', '_')}-{i}.log"
+            path.write_text(self._logs(c, lines=None))
+            out.append(path)
+        return out
 
     def stop(self) -> None:
         for c in reversed(list(self.containers)):  # targets (started last) first

@@ -93,7 +93,8 @@ class DatabaseSection:
 
 @dataclass(frozen=True)
 class ThresholdsSection:
-    error_rate: float | None = None
+    error_rate: float | None = None       # share of operations not verified ok (default 0.01)
+    info_rate: float | None = None        # share with an unknown outcome (default 0.01)
     p50_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
@@ -309,7 +310,7 @@ def _validate(p: Profile) -> None:
     _validate_keys(p)
     for f in fields(ThresholdsSection):
         v = getattr(p.thresholds, f.name)
-        limit = 1.0 if f.name in ("error_rate", "session_reuse_ratio") else float("inf")
+        limit = 1.0 if f.name in ("error_rate", "info_rate", "session_reuse_ratio") else float("inf")
         if v is not None and not 0 <= v <= limit:
             raise ConfigError(f"thresholds.{f.name}", v, f"a number between 0 and {limit:g}", _fix("thresholds", f.name, src))
 
@@ -345,7 +346,8 @@ def resolve_hook(spec: str) -> Any:
     return fn
 
 
-def check_reachable(base_url: str, ready_path: str = "/", timeout: float = 3.0) -> None:
+def check_reachable(base_url: str, ready_path: str = "/", timeout: float = 3.0, setting: str = "target.base_url",
+                    fix: str = "start the service or fix target.base_url / SESSIONSTORM_TARGET_BASE_URL") -> None:
     """Any HTTP answer counts as reachable; no answer is a ConfigError naming the URL."""
     import httpx
 
@@ -353,8 +355,7 @@ def check_reachable(base_url: str, ready_path: str = "/", timeout: float = 3.0) 
     try:
         httpx.get(url, timeout=timeout)
     except httpx.HTTPError as e:
-        raise ConfigError("target.base_url", base_url, f"a reachable service (GET {url}: {type(e).__name__})",
-                          "start the service or fix target.base_url / SESSIONSTORM_TARGET_BASE_URL") from None
+        raise ConfigError(setting, base_url, f"a reachable service (GET {url}: {type(e).__name__})", fix) from None
 
 
 def with_base_url(profile: Profile, url: str) -> Profile:

@@ -1,0 +1,53 @@
+"""Did the run verify anything? Outcomes per operation kind, and what a down service looks like.
+
+A run is CLEAN only if every operation kind it ran has verified ``ok`` operations. A kind
+with none is either a finding (``UNAVAILABLE``: the service answered, or refused, and
+nothing succeeded: a 401 to everything, a dead port) or unknown (every outcome was
+``info``: the service never answered in time, so nothing was proved either way).
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from sessionstorm.checker.base import Checker, Report, brief, evidence
+
+
+class Availability(Checker):
+    name = "availability"
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, Counter[str]] = defaultdict(Counter)   # kind -> outcome -> n
+        self.statuses: dict[str, Counter[str]] = defaultdict(Counter)   # kind -> "HTTP 401" / "refused" -> n
+        self.samples: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.reasons: list[str] = []
+
+    def op(self, op: dict[str, Any]) -> None:
+        kind, outcome = op.get("kind") or "?", op.get("outcome", "info")
+        self.outcomes[kind][outcome] += 1
+        if outcome != "ok":
+            status = op.get("status")
+            self.statuses[kind][f"HTTP {status}" if status else (op.get("transport") or "no reply")] += 1
+            if len(self.samples[kind]) < 3:
+                self.samples[kind].append(brief(op))
+
+    def verified(self) -> int:
+        return sum(c["ok"] for c in self.outcomes.values())
+
+    def finish(self, report: Report) -> bool | None:
+        if not self.outcomes:
+            self.reasons.append("no operation was recorded")
+            return None
+        ok: bool | None = True
+        for kind, counts in sorted(self.outcomes.items()):
+            if counts["ok"]:
+                continue
+            what = ", ".join(f"{n} {s}" for s, n in self.statuses[kind].most_common(4))
+            if counts["fail"]:
+                report("UNAVAILABLE", evidence(self.samples[kind], f"no {kind} operation succeeded: {what}",
+                                               kind=kind, outcomes=dict(counts), statuses=dict(self.statuses[kind])))
+                ok = False
+            else:
+                self.reasons.append(f"no {kind} operation was verified: all {counts['info']} had an unknown outcome ({what})")
+                ok = None if ok is True else ok
+        return ok
