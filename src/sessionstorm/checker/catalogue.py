@@ -19,7 +19,9 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "SERVER_ERROR": ("error", "the service answered 5xx"),
     "SESSION_EXPIRED_IN_FLIGHT": ("error", "a request failed with 'session expired' on a session the client never closed"),
     "INVARIANT_VIOLATED": ("critical", "a database invariant of the target profile does not hold"),
-    "THRESHOLD_BREACHED": ("warning", "a latency, error-rate or reuse threshold was exceeded"),
+    "SPLIT_ENDPOINT": ("error", "the target's name or port reaches more than one server: their fingerprints differ"),
+    "THRESHOLD_BREACHED": ("error", "a latency, error-rate, unknown-rate or reuse threshold was exceeded"),
+    "UNAVAILABLE": ("error", "no operation of a kind succeeded: the service refused, failed or rejected every one"),
 }
 CODES = tuple(CATALOGUE)
 MAX_EVIDENCE = 50  # evidence kept per code; counts stay exact
