@@ -22,7 +22,8 @@ def provider(sessionstorm_stack):
 
 
 def chat_body(canary: str, model: str = "llama-70b", stream: bool = False) -> dict:
-    return {"model": model, "stream": stream, "messages": [{"role": "user", "content": f"Topic with {canary} inside."}]}
+    return {"model": model, "stream": stream, "messages": [{"role": "user", "content": f"Topic with {canary} inside."}],
+            **({"stream_options": {"include_usage": True}} if stream else {})}
 
 
 def sse_events(text: str) -> list:
@@ -70,10 +71,11 @@ def test_session_router_serves_the_sessions_model_and_closes(provider):
     echo = parse_echo(r.json()["choices"][0]["message"]["content"])
     assert echo.model == "qwen3-235b" and echo.session == sid and r.headers["x-session-id"] == sid
     r = httpx.post(provider + "/v1/chat/completions", json=chat_body(c), headers={"X-Session-ID": sid, "model_id": "llama-70b"})
-    assert r.status_code == 409 and "does not match" in r.json()["error"]
+    assert r.status_code == 409 and "does not match" in r.json()["error"]["message"]
     assert httpx.post(f"{provider}/blockchain/sessions/{sid}/close").json()["closed"] is True
     r = httpx.post(provider + "/v1/chat/completions", json=chat_body(c), headers={"session_id": sid})
-    assert r.status_code == 410 and r.json() == {"error": "session expired"}
+    assert r.status_code == 410 and r.json() == {"error": {"message": "session expired", "type": "invalid_request_error",
+                                                           "param": None, "code": "session_expired"}}
 
 
 async def _burst(provider, sid, n, with_request_id, stream=False):
@@ -144,7 +146,7 @@ def test_bad_fault_settings_are_refused(provider):
 ])
 def test_bad_input_gets_a_clear_4xx(provider, body, headers, status, words):
     r = httpx.post(provider + "/v1/chat/completions", content=body, headers=headers)
-    assert r.status_code == status and words in r.json()["error"]
+    assert r.status_code == status and words in r.json()["error"]["message"]  # OpenAI's error object
 
 
 def test_bad_start_setting_is_one_line_exit_2():

@@ -1,4 +1,4 @@
-"""``python -m sessionstorm.provider --port N [latency and fault options]``."""
+"""``python -m sessionstorm.provider --port N [--mode M] [--models a,b|N] [latency and fault options]``."""
 from __future__ import annotations
 
 import sys
@@ -9,8 +9,10 @@ import click
 from sessionstorm.cli import run_command
 from sessionstorm.errors import ConfigError
 from sessionstorm.provider.app import create_app
+from sessionstorm.provider.catalog import parse_models
 from sessionstorm.provider.server import serve
-from sessionstorm.provider.settings import DEFAULT_MODELS, Settings
+from sessionstorm.provider.settings import (DEFAULT_BASIC_AUTH, DEFAULT_MODELS, MODES, Settings, check_mode,
+                                            parse_basic_auth)
 
 
 def _opt(name: str, default: float) -> Any:
@@ -24,8 +26,13 @@ _DEFAULTS = Settings()
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, required=True, help="port to listen on")
-@click.option("--models", default=",".join(DEFAULT_MODELS), show_default=True, help="comma-separated model names")
-@click.option("--seed", type=int, default=None, help="seed for jitter and faults (reproducible runs)")
+@click.option("--mode", default="openai", show_default=True,
+              help=f"API to serve: {' or '.join(MODES)} (openai also serves the session-router routes)")
+@click.option("--models", default=",".join(DEFAULT_MODELS), show_default=True,
+              help="comma-separated model names, or a count N: N generated 0x-hex ids (seeded by --seed)")
+@click.option("--basic-auth", default=DEFAULT_BASIC_AUTH, show_default=True,
+              help="USER:PASS the proxy-router mode requires on every route but /healthcheck")
+@click.option("--seed", type=int, default=None, help="seed for jitter, faults and generated model ids (reproducible runs)")
 @click.option("--log-level", default="warning", show_default=True)
 @_opt("ttft_ms", _DEFAULTS.ttft_ms)
 @_opt("token_ms", _DEFAULTS.token_ms)
@@ -38,18 +45,19 @@ _DEFAULTS = Settings()
 @_opt("delay_ms", 0.0)
 @_opt("session_open_ms", _DEFAULTS.session_open_ms)
 @_opt("session_ttl_s", 0.0)
-def main(host: str, port: int, models: str, seed: int | None, log_level: str, **knobs: float) -> None:
-    """Start the stub provider (both the openai and the session-router profile)."""
+def main(host: str, port: int, mode: str, models: str, basic_auth: str, seed: int | None, log_level: str,
+         **knobs: float) -> None:
+    """Start the stub provider: the openai mode (with the session-router routes) or the proxy-router mode."""
+    check_mode(mode)
+    parse_basic_auth(basic_auth)
     for name in ("min_tokens", "max_tokens"):
         if knobs[name] != int(knobs[name]):
             raise ConfigError(name.replace("_", "-"), knobs[name], "a whole number", f"pass --{name.replace('_', '-')} N")
         knobs[name] = int(knobs[name])
-    names = tuple(m.strip() for m in models.split(",") if m.strip())
-    if not names:
-        raise ConfigError("models", models, "at least one model name", "pass --models a,b")
+    catalog = parse_models(models, seed)
     if not 0 < port < 65536:
         raise ConfigError("port", port, "1..65535", "pass --port with a free port")
-    serve(create_app(Settings(**knobs), names, seed), host, port, log_level)
+    serve(create_app(Settings(**knobs), catalog, seed, mode, basic_auth), host, port, log_level)
 
 
 if __name__ == "__main__":

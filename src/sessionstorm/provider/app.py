@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import re
@@ -15,16 +16,22 @@ import orjson
 
 from sessionstorm.canary import find_canaries, format_chunk_tag, format_echo
 from sessionstorm.errors import ConfigError
+from sessionstorm.provider.catalog import Model, as_models
 from sessionstorm.provider.filler import prompt_hash, words
 from sessionstorm.provider.sessions import ProviderSession, Registry, exchange, shared_stream
-from sessionstorm.provider.settings import DEFAULT_MODELS, Settings
+from sessionstorm.provider.settings import DEFAULT_BASIC_AUTH, DEFAULT_MODELS, Settings, check_mode, parse_basic_auth
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+log = logging.getLogger("sessionstorm.provider")  # unhandled, so Python's last-resort handler prints warnings
 MAX_BODY = 4 * 1024 * 1024
 TOKENS_PER_CHUNK = 8  # several chunks per reply, so interleaving shows chunk by chunk
 EXPIRED = object()  # what a producer yields when its session ended under it
 _CONTENT_TAIL = b'},"finish_reason":null}]}\n\n'  # closes what Reply.content_head opens
 SERVER_ID = f"provider-{socket.gethostname()}-{os.getpid()}".encode()
+FINGERPRINT = "fp_sessionstorm"
+# OpenAI error objects carry a machine-readable code; ours follow the status
+_CODES = {400: "invalid_request", 404: "not_found", 409: "conflict", 410: "session_expired", 413: "request_too_large",
+          422: "invalid_setting", 500: "internal_error", 501: "not_implemented"}
 
 _SESSION_CREATE = re.compile(r"^/blockchain/models/([^/]+)/session$")
 _SESSION_CLOSE = re.compile(r"^/blockchain/sessions/([^/]+)/close$")
@@ -37,48 +44,67 @@ class HTTPError(Exception):
         self.status, self.message = status, message
 
 
-def create_app(settings: Settings | None = None, models: tuple[str, ...] = DEFAULT_MODELS, seed: int | None = None) -> Provider:
-    return Provider(settings or Settings(), models, seed)
+def openai_error(e: HTTPError) -> dict[str, Any]:
+    """The error object official OpenAI clients parse."""
+    kind = "invalid_request_error" if e.status < 500 else "server_error"
+    return {"error": {"message": e.message, "type": kind, "param": None, "code": _CODES.get(e.status)}}
+
+
+def create_app(settings: Settings | None = None, models: tuple[str | Model, ...] = DEFAULT_MODELS,
+               seed: int | None = None, mode: str = "openai", basic_auth: str = DEFAULT_BASIC_AUTH) -> Any:
+    provider = Provider(settings or Settings(), as_models(models), seed)
+    if check_mode(mode) == "proxy-router":
+        from sessionstorm.provider.router import ProxyRouter  # here: router imports this module
+        return ProxyRouter(provider, parse_basic_auth(basic_auth))
+    return provider
+
+
+async def lifespan(receive: Any, send: Send) -> None:
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+def request_headers(scope: dict[str, Any]) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 class Provider:
-    def __init__(self, settings: Settings, models: tuple[str, ...], seed: int | None) -> None:
+    """The openai mode's app, and the engine (sessions, replies, latency, faults) of every mode."""
+
+    def __init__(self, settings: Settings, models: tuple[Model, ...], seed: int | None) -> None:
         self.settings = settings
-        self.models = models
+        self.catalog = models
+        self.models = tuple(m.name for m in models)
         self.registry = Registry()
         self.rng = random.Random(seed)
+        self.openai_errors = True  # the proxy-router answers {"error": "..."} on every route
 
     # -- ASGI -----------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+            return await lifespan(receive, send)
         if scope["type"] != "http":
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = request_headers(scope)
         try:
             await self._route(scope, receive, send, headers)
         except HTTPError as e:
-            await respond(send, e.status, {"error": e.message}, headers.get("x-request-id"))
+            await respond(send, e.status, self.error_doc(scope["path"], e), headers.get("x-request-id"))
+
+    def error_doc(self, path: str, e: HTTPError) -> dict[str, Any]:
+        """OpenAI's error object on the OpenAI routes, the session-router's plain one elsewhere."""
+        return openai_error(e) if self.openai_errors and path.startswith("/v1/") else {"error": e.message}
 
     async def _route(self, scope: dict[str, Any], receive: Any, send: Send, headers: dict[str, str]) -> None:
         method, path = scope["method"], scope["path"]
         if method == "POST" and path == "/v1/chat/completions":
             return await self.chat(scope, await read_json(receive, headers), send, headers)
-        if method == "GET" and path == "/healthz":
-            return await respond(send, 200, {"ok": True, "sessions": len(self.registry)})
+        if await self.control(method, path, receive, send, headers):
+            return
         if method == "GET" and path == "/v1/models":
             return await respond(send, 200, {"object": "list", "data": [
                 {"id": m, "object": "model", "owned_by": "sessionstorm-stub"} for m in self.models]})
-        if path == "/admin/faults" and method in ("GET", "POST"):
-            if method == "POST":
-                try:
-                    self.settings = self.settings.update(await read_json(receive, headers))
-                except (ConfigError, TypeError) as e:
-                    raise HTTPError(422, str(e)) from None
-            return await respond(send, 200, self.settings.as_dict())
         if method == "POST" and (m := _SESSION_CREATE.match(path)):
             return await self.open_session(m[1], await read_json(receive, headers), send)
         if method == "POST" and (m := _SESSION_CLOSE.match(path)):
@@ -91,7 +117,23 @@ class Provider:
             if s is None:
                 raise HTTPError(404, f"unknown session {m[1]!r}")
             return await respond(send, 200, s.as_dict())
+        log.warning("stub provider: no route %s %s, answered 404", method, path)
         raise HTTPError(404, f"no route {method} {path}")
+
+    async def control(self, method: str, path: str, receive: Any, send: Send, headers: dict[str, str]) -> bool:
+        """The stub's own routes, in every mode: readiness and run-time faults. True when served."""
+        if method == "GET" and path == "/healthz":
+            await respond(send, 200, {"ok": True, "sessions": len(self.registry)})
+            return True
+        if path == "/admin/faults" and method in ("GET", "POST"):
+            if method == "POST":
+                try:
+                    self.settings = self.settings.update(await read_json(receive, headers))
+                except (ConfigError, TypeError) as e:
+                    raise HTTPError(422, str(e)) from None
+            await respond(send, 200, self.settings.as_dict())
+            return True
+        return False
 
     # -- session-router -----------------------------------------------------------
     async def open_session(self, model: str, body: Any, send: Send) -> None:
@@ -114,27 +156,28 @@ class Provider:
 
     # -- chat -----------------------------------------------------------------------
     async def chat(self, scope: dict[str, Any], body: Any, send: Send, headers: dict[str, str]) -> None:
-        if not isinstance(body, dict):
-            raise HTTPError(400, "request body must be a JSON object")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise HTTPError(400, "missing 'messages': a non-empty list of {role, content}")
-        prompt = "\n".join(_text(m) for m in messages)
+        prompt = chat_prompt(body)
         sid = headers.get("session_id") or headers.get("x-session-id")
-        rid = headers.get("x-request-id")
-        session: ProviderSession | None = None
         if sid:
-            session = self.registry.get(sid)
-            if session is None:
-                raise HTTPError(404, f"unknown session {sid!r}")
-            if not session.live():
-                raise HTTPError(410, "session expired")
+            session: ProviderSession | None = self.session_for(sid, headers.get("model_id"))
             model = session.model
-            asked = headers.get("model_id")
-            if asked and asked != model:
-                raise HTTPError(409, f"model_id {asked!r} does not match session model {model!r}")
         else:
-            model = self._check_model(body.get("model"))
+            session, model = None, self._check_model(body.get("model"))
+        await self.answer(scope, send, body, prompt, model, session, headers.get("x-request-id"))
+
+    def session_for(self, sid: str, asked_model: str | None) -> ProviderSession:
+        """The live session `sid`; `asked_model` (when sent) must be the one it serves."""
+        session = self.registry.get(sid)
+        if session is None:
+            raise HTTPError(404, f"unknown session {sid!r}")
+        if not session.live():
+            raise HTTPError(410, "session expired")
+        if asked_model and asked_model != session.model:
+            raise HTTPError(409, f"model_id {asked_model!r} does not match session model {session.model!r}")
+        return session
+
+    def inject_faults(self, scope: dict[str, Any]) -> bool:
+        """The request-level faults: raises the injected 500; True when the connection was dropped."""
         st = self.settings
         if st.fault_500 and self.rng.random() < st.fault_500:
             raise HTTPError(500, "injected fault: internal error")
@@ -142,11 +185,26 @@ class Provider:
             transport = scope.get("extensions", {}).get("sessionstorm.transport")
             if transport is not None:
                 transport.abort()  # closed without sending data, as a crashed node does
-                return
+                return True
+        return False
+
+    def first_token_wait(self) -> float:
+        st = self.settings
+        return (st.ttft_ms + st.delay_ms + self.rng.random() * st.jitter_ms) / 1000
+
+    async def answer(self, scope: dict[str, Any], send: Send, body: dict[str, Any], prompt: str, model: str,
+                     session: ProviderSession | None, rid: str | None) -> None:
+        """Reply to a validated chat request: the echo, the latency model, the faults, the crosstalk."""
+        if self.inject_faults(scope):
+            return
+        st = self.settings
+        sid = session.id if session is not None else None
         h = prompt_hash(prompt)
         n_tokens = st.min_tokens + h % (st.max_tokens - st.min_tokens + 1)
-        reply = Reply(model, sid, rid, find_canaries(prompt), n_tokens, h, prompt)
-        wait_s = (st.ttft_ms + st.delay_ms + self.rng.random() * st.jitter_ms) / 1000
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        reply = Reply(model, sid, rid, find_canaries(prompt), n_tokens, h, prompt, include_usage)
+        wait_s = self.first_token_wait()
         out_headers = [(b"x-session-id", sid.encode())] if sid else []
         if body.get("stream"):
             cut_after = n_tokens // (2 * TOKENS_PER_CHUNK) if st.fault_cut and self.rng.random() < st.fault_cut else None
@@ -167,6 +225,9 @@ class Provider:
         if got is EXPIRED:
             raise HTTPError(410, "session expired")
         await respond(send, 200, got.completion(), rid, out_headers)
+
+    def expired_event(self, path: str) -> bytes:
+        return b"data: " + orjson.dumps(self.error_doc(path, HTTPError(410, "session expired"))) + b"\n\n"
 
     async def _stream_chunks(self, reply: Reply, session: ProviderSession | None, wait_s: float) -> AsyncIterator[Any]:
         if wait_s:
@@ -200,7 +261,7 @@ class Provider:
         sent = 0
         async for item in source:
             if item is EXPIRED:
-                await emit(b"data: " + orjson.dumps({"error": "session expired"}) + b"\n\n")
+                await emit(self.expired_event(scope["path"]))
                 break
             if cut_after is not None and sent > cut_after:
                 transport = scope.get("extensions", {}).get("sessionstorm.transport")
@@ -213,7 +274,8 @@ class Provider:
             sent += 1
         else:
             await emit(b"data: " + orjson.dumps(reply.chunk({}, "stop")) + b"\n\n")
-            await emit(b"data: " + orjson.dumps({**reply.chunk_head(), "choices": [], "usage": reply.usage()}) + b"\n\n")
+            if reply.include_usage:  # as OpenAI: the usage event only when stream_options asks for it
+                await emit(b"data: " + orjson.dumps({**reply.chunk_head(), "choices": [], "usage": reply.usage()}) + b"\n\n")
         await send({"type": "http.response.body", "body": b"".join(pending) + b"data: [DONE]\n\n", "more_body": False})
 
 
@@ -221,12 +283,12 @@ class Reply:
     """Everything one request's answer says, computed once from its prompt."""
 
     __slots__ = ("model", "session", "request_id", "canaries", "n_tokens", "words", "echo", "prompt_tokens", "id",
-                 "_head")
+                 "include_usage", "_head")
 
     def __init__(self, model: str, session: str | None, request_id: str | None, canaries: list[str],
-                 n_tokens: int, h: int, prompt: str) -> None:
+                 n_tokens: int, h: int, prompt: str, include_usage: bool = False) -> None:
         self.model, self.session, self.request_id, self.canaries = model, session, request_id, canaries
-        self.n_tokens = n_tokens
+        self.n_tokens, self.include_usage = n_tokens, include_usage
         self.words = words(h, n_tokens)
         self.echo = format_echo(model, session, request_id, canaries)
         self.prompt_tokens = prompt.count(" ") + 1
@@ -247,15 +309,30 @@ class Reply:
 
     def completion(self) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion", "created": int(time.time()), "model": self.model,
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "system_fingerprint": FINGERPRINT,
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
                     "role": "assistant", "content": self.echo + "\n" + " ".join(self.words)}}],
                 "usage": self.usage()}
 
     def chunk_head(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": int(time.time()), "model": self.model}
+        head = {"id": self.id, "object": "chat.completion.chunk", "created": int(time.time()), "model": self.model,
+                "system_fingerprint": FINGERPRINT}
+        if self.include_usage:  # OpenAI: every chunk but the last says usage null
+            head["usage"] = None
+        return head
 
     def chunk(self, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         return {**self.chunk_head(), "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def chat_prompt(body: Any) -> str:
+    """The prompt of an OpenAI chat body: its messages' text, one per line."""
+    if not isinstance(body, dict):
+        raise HTTPError(400, "request body must be a JSON object")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise HTTPError(400, "missing 'messages': a non-empty list of {role, content}")
+    return "\n".join(_text(m) for m in messages)
 
 
 def _text(message: Any) -> str:

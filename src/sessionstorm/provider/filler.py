@@ -16,7 +16,8 @@ _WORDS = (
     "share keys models switch quickly and every answer must reach the request that asked for it"
 ).split()
 _POOL_SIZE = 1 << 14
-POOL = [random.Random(7).choice(_WORDS) for _ in range(_POOL_SIZE)]
+_RNG = random.Random(7)
+POOL = [_RNG.choice(_WORDS) for _ in range(_POOL_SIZE)]
 
 
 def prompt_hash(prompt: str) -> int:

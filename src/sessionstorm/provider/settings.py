@@ -7,6 +7,8 @@ from typing import Any
 from sessionstorm.errors import ConfigError
 
 DEFAULT_MODELS = ("qwen3-235b", "llama-70b", "mistral-7b")
+MODES = ("openai", "proxy-router")  # openai also serves the session-router routes of seed 000
+DEFAULT_BASIC_AUTH = "admin:sessionstorm"  # proxy-router mode only; the real node's user is admin too
 
 # name -> (lowest allowed, highest allowed, what it means)
 _LIMITS: dict[str, tuple[float, float, str]] = {
@@ -63,3 +65,18 @@ class Settings:
     @staticmethod
     def describe(name: str) -> str:
         return _LIMITS[name][2]
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError("mode", mode, f"one of {', '.join(MODES)}", "pass --mode openai or --mode proxy-router")
+    return mode
+
+
+def parse_basic_auth(value: str) -> tuple[str, str]:
+    """``USER:PASS`` → (user, password); the real router refuses an empty user or password."""
+    user, sep, password = value.partition(":")
+    if not (sep and user and password):
+        raise ConfigError("basic-auth", value, "USER:PASS with neither part empty",
+                          f"pass --basic-auth {DEFAULT_BASIC_AUTH}")
+    return user, password
