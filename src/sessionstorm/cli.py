@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "check-profile": "sessionstorm.workload.check:check_profile",
     "report": "sessionstorm.report.cli:report",
     "compare": "sessionstorm.report.cli:compare",
+    "doctor": "sessionstorm.doctor:doctor",
 }
 
 

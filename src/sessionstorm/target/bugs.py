@@ -12,6 +12,7 @@ BUGS: dict[str, str] = {
     "unlocked-lazy-init": "the Redis client is (re)initialised lazily without a lock; readers see it half-made (seed 004)",
     "lost-update-observe": "observe reads the whole session, appends, writes it back, not atomically (seed 004)",
     "model-id-not-forwarded": "model_id is not sent and the key's session is reused whatever model is asked (seed 000)",
+    "stale-build": "an older build without the observe route, so FastAPI answers its generic 404 (seed 004)",
 }
 
 
