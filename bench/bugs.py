@@ -14,8 +14,8 @@ from sessionstorm.driver import run_scenario
 from sessionstorm.profiles import REFERENCE
 from sessionstorm.rundir import RunDir
 from sessionstorm.stack import Stack
-from sessionstorm.workload.launch import launch
-from sessionstorm.workload.profile import load_profile
+from sessionstorm.stack.launch import launch
+from sessionstorm.profile import load_profile
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 ONLY = os.environ.get("BENCH_ONLY")

@@ -21,8 +21,8 @@ from sessionstorm.driver import run_scenario
 from sessionstorm.profiles import REFERENCE
 from sessionstorm.run import Run
 from sessionstorm.scenarios import SCENARIOS
-from sessionstorm.workload.launch import RunningTarget, attach, launch
-from sessionstorm.workload.profile import Profile, load_profile
+from sessionstorm.stack.launch import RunningTarget, attach, launch
+from sessionstorm.profile import Profile, load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = Path(os.environ.get("SESSIONSTORM_REPORTS", ROOT / "reports")) / "regression"
@@ -72,11 +72,13 @@ def target_for(profile: Profile, is_reference: bool, request: pytest.FixtureRequ
 def run_checked(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any]]:
     """Run a scenario into its own run folder and check it: returns results.json plus `where`."""
 
-    def run(scenario: str, target: RunningTarget, **overrides: int) -> dict[str, Any]:
+    def run(scenario: str, target: RunningTarget, faults: tuple[str, ...] = (), fault_stack: Any = None,
+            thresholds: dict[str, float] | None = None, **overrides: int) -> dict[str, Any]:
+        """``faults``: specs as --fault takes them, acting on ``fault_stack`` (and the target)."""
         r = Run(scenario, driver="regression", target=target, reports_dir=REPORTS / _safe(request.node.name),
-                settings=overrides).start()
-        try:
-            r.settings = asyncio.run(run_scenario(SCENARIOS[scenario], target, r.dir, **overrides)).settings
+                settings=overrides, faults=faults, fault_stack=fault_stack, thresholds=thresholds).start()
+        try:  # r.target: a drop fault puts a proxy in front of the target
+            r.settings = asyncio.run(run_scenario(SCENARIOS[scenario], r.target, r.dir, wire=r.wire, **overrides)).settings
         finally:
             results = r.finish()
         results["where"] = str(r.dir.path)

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "report": "sessionstorm.report.cli:report",
     "compare": "sessionstorm.report.cli:compare",
     "doctor": "sessionstorm.doctor:doctor",
+    "init": "sessionstorm.profile.init:init",
 }
 
 
@@ -63,6 +64,9 @@ def run_command(command: click.Command, prog: str, argv: list[str] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sessionstorm.envvars import warn_unknown
+
+    warn_unknown(lambda m: click.echo(f"sessionstorm: {m}", err=True))
     return run_command(cli, "sessionstorm", argv)
 
 

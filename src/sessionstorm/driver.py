@@ -1,6 +1,6 @@
 """The exact, barrier-synchronised driver of the regression suite (httpx, asyncio).
 
-    target = profile.launch(stack)            # or load_profile(...).attach()
+    target = launch(profile, stack)           # sessionstorm.stack.launch; or attach(load_profile(...))
     result = await run_scenario(SharedKey, target, RunDir.create("shared_key"), users=20)
     check_run(result.run_dir)                 # sessionstorm.checker
 
@@ -29,27 +29,24 @@ from sessionstorm.errors import ConfigError
 from sessionstorm.history import HistoryWriter, process_name
 from sessionstorm.rundir import RunDir
 from sessionstorm.scenarios import SCENARIOS, Scenario
+from sessionstorm.checker.online import check_op
+from sessionstorm.endpoints import SpreadTransport, peer_of
 from sessionstorm.exchange import Exchange
+from sessionstorm.run import Wire
 from sessionstorm.workload import snapshots
 from sessionstorm.workload.keys import make_keys
-from sessionstorm.workload.launch import RunningTarget
+from sessionstorm.stack.launch import RunningTarget
 from sessionstorm.workload.op import Request
 from sessionstorm.workload.prompts import PromptMaker
 
-
-
-def _peer(response: httpx.Response) -> str | None:
-    """The ip:port the connection really reached (getpeername of the socket used)."""
-    stream = response.extensions.get("network_stream")
-    addr = stream.get_extra_info("server_addr") if stream is not None else None
-    return f"{addr[0]}:{addr[1]}" if addr else None
 
 
 class Driver:
     """One httpx client, one history, and the in-flight count of what it sends."""
 
     def __init__(self, target: RunningTarget, history: HistoryWriter, *, timeout_s: float | None = None,
-                 max_connections: int = 100, seed: int | None = None, stop: threading.Event | None = None) -> None:
+                 max_connections: int = 100, seed: int | None = None, stop: threading.Event | None = None,
+                 wire: Wire | None = None) -> None:
         self.target, self.profile, self.history = target, target.profile, history
         self.timeout_s = timeout_s if timeout_s is not None else self.profile.target.timeout_s
         self.prompts = PromptMaker(self.profile.target.llm, seed=seed)
@@ -57,9 +54,12 @@ class Driver:
         self.tag = secrets.token_hex(3)  # makes user ids fresh per run against a long-lived target
         self.ops: list[dict[str, Any]] = []
         self.stop = stop or threading.Event()
+        self.wire = wire or Wire()
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        transport = SpreadTransport(self.wire.spreader, limits=limits) if self.wire.spreader is not None else None
         self._client = httpx.AsyncClient(
             base_url=target.url, timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 5.0)),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections))
+            limits=limits, transport=transport)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -71,9 +71,14 @@ class Driver:
         await self.aclose()
 
     async def send(self, req: Request) -> dict[str, Any]:
-        """Send one request and record its op; never raises for what the network does."""
+        """Send one request and record its op; never raises for what the network does.
+        A request the rails hold back (cap reached, run aborted) is not sent and not recorded."""
+        wire = self.wire
+        if wire.rails is not None and not await wire.rails.acquire_async():
+            self.stop.set()
+            return req.op
         self.in_flight += 1
-        ex = Exchange(req, self.in_flight)
+        ex = Exchange(req, self.in_flight, wire.redact)
         try:
             # The whole op, stream included, is bounded: httpx's timeout is per read.
             async with asyncio.timeout(self.timeout_s * 2):
@@ -81,7 +86,7 @@ class Driver:
                     await self._stream(req, ex)
                 else:
                     r = await self._client.request(req.method, req.path, headers=req.headers, content=req.body)
-                    ex.connected(_peer(r))
+                    ex.connected(peer_of(r))
                     ex.reply(r.status_code, r.headers, r.content)
         except (httpx.TransportError, TimeoutError) as e:
             ex.transport(e if str(e) or not isinstance(e, TimeoutError)
@@ -94,11 +99,17 @@ class Driver:
             op = ex.finish()
             self.history.op(**op)
             self.ops.append(op)
+            if wire.rails is not None and wire.rails.record(op["outcome"]):
+                self.stop.set()  # the error rate tripped the abort: no new burst
+            if wire.metrics is not None:
+                wire.metrics.observe_op(op)
+                for code, _ in check_op(op):
+                    wire.metrics.anomaly(code)
         return op
 
     async def _stream(self, req: Request, ex: Exchange) -> None:
         async with self._client.stream(req.method, req.path, headers=req.headers, content=req.body) as r:
-            ex.connected(_peer(r))
+            ex.connected(peer_of(r))
             ex.begin(r.status_code, r.headers)
             try:
                 async for data in r.aiter_bytes():
@@ -163,7 +174,7 @@ async def _snapshots_during(d: Driver) -> None:
 
 
 async def run_scenario(scenario: type[Scenario] | str, target: RunningTarget, run_dir: RunDir,
-                       seed: int | None = None, stop: threading.Event | None = None,
+                       seed: int | None = None, stop: threading.Event | None = None, wire: Wire | None = None,
                        **overrides: int) -> ScenarioResult:
     """Run one scenario against a running target into ``run_dir``'s history; returns what
     was recorded. ``stop`` set: no new burst starts (the one in flight completes).
@@ -181,7 +192,8 @@ async def run_scenario(scenario: type[Scenario] | str, target: RunningTarget, ru
     history_path = run_dir.history_path(process_name("driver"))
     started = time.time()
     with HistoryWriter(history_path, process=process_name("driver")) as history:
-        async with Driver(target, history, seed=seed, max_connections=max(sc.widest(), 10), stop=stop) as d:
+        async with Driver(target, history, seed=seed, max_connections=max(sc.widest(), 10), stop=stop,
+                          wire=wire) as d:
             history.event("phase", name="start", scenario=sc.name, settings=sc.settings())
             await d.warm(sc.widest())
             during = asyncio.create_task(_snapshots_during(d))

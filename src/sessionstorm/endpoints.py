@@ -58,13 +58,20 @@ def split_url(url: str) -> tuple[str, str, int]:
     return scheme, host.lower(), port or (443 if scheme == "https" else 80)
 
 
+def is_loopback(address: str) -> bool:
+    """127/8 and ::1; also ::ffff:127.x (IPv4-mapped), which ipaddress calls non-loopback."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
 def _address(ip: str, setting: str, shown: str, allow_remote: bool) -> Address:
     try:
-        a = ipaddress.ip_address(ip)
+        a = ipaddress.ip_address(ip.split("%", 1)[0])
     except ValueError:
         raise ConfigError(setting, shown, "IP addresses, like [\"::1\", \"127.0.0.1\"] (curl --resolve)",
                           "give addresses, not names; a name belongs in target.base_url") from None
-    if not (a.is_loopback or allow_remote):
+    if not (is_loopback(ip) or allow_remote):
         raise ConfigError(setting, shown, "loopback addresses (127.0.0.0/8, ::1)",
                           "pass --allow-remote (or allow_remote=True) to load a remote host on purpose")
     return Address(socket.AF_INET6 if a.version == 6 else socket.AF_INET, str(a))

@@ -38,6 +38,8 @@ TRANSPORT: dict[str, str] = {
     "truncated": "info", "deadline": "info", "cancelled": "info", "unknown": "info",
 }
 TIMEOUTS = frozenset({"read_timeout", "deadline"})
+REDACTED = ("error", "error_body", "reply_excerpt", "prompt_excerpt")  # text a server may have written
+ERROR_BODY = 4096
 
 # Library exceptions by class name (so this module imports no HTTP client): httpx/httpcore
 # and geventhttpclient. Anything unnamed falls through to the stdlib types below.
@@ -98,12 +100,14 @@ def classify(exc: BaseException, connected: bool | None = None) -> str:
 class Exchange:
     """The op of one request while it is on the wire (see the module docstring)."""
 
-    __slots__ = ("op", "_stream", "_done")
+    __slots__ = ("op", "_stream", "_done", "_redact", "_req")
 
-    def __init__(self, req: Request, in_flight: int | None = None) -> None:
+    def __init__(self, req: Request, in_flight: int | None = None, redact: Any = None) -> None:
         self.op = req.op
+        self._req = req  # a declared operation brings its own parser and stream reader
         self._stream: ChatStream | None = None
         self._done = False
+        self._redact = redact  # a Redactor: secrets a reply echoes never reach the record
         start(self.op, in_flight)
 
     @property
@@ -116,14 +120,17 @@ class Exchange:
 
     def reply(self, status: int, headers: Any, body: bytes | str | None) -> None:
         """A complete, non-streamed reply."""
-        parse = PARSERS.get(self.op["kind"])
+        parse = self._req.parse or PARSERS.get(self.op["kind"])
         if parse is None:
-            raise KeyError(f"no reply parser for op kind {self.op['kind']!r}")
+            raise KeyError(f"no reply parser for op kind {self.op['kind']!r}: declare the operation in the profile's "
+                           "[ops] (kind = a check family) or give the Request a parse function")
         parse(self.op, status, headers, body)
-        self._done = True
+        if status >= 500 and body:  # the whole error, for the evidence (excerpts cut it at EXCERPT)
+            self.op["error_body"] = (body.decode("utf-8", "replace") if isinstance(body, bytes) else body)[:ERROR_BODY]
+        self._end()
 
     def begin(self, status: int, headers: Any) -> None:
-        self._stream = ChatStream(self.op)
+        self._stream = (self._req.stream or ChatStream)(self.op)
         self._stream.begin(status, headers)
 
     def feed(self, data: bytes, now: float) -> None:
@@ -136,7 +143,7 @@ class Exchange:
         self._stream.finish(exc)
         if exc is not None:
             self.op["transport"] = "truncated"
-        self._done = True
+        self._end()
 
     def transport(self, exc: BaseException, connected: bool | None = None, event: str | None = None) -> None:
         """Nothing complete came back: the exception decides fail (never sent) or info."""
@@ -148,7 +155,15 @@ class Exchange:
         self.op["error"] = (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:EXCERPT]
         self.op["transport"] = event
         self.op["outcome"] = TRANSPORT[event]
+        self._end()
+
+    def _end(self) -> None:
         self._done = True
+        if self._redact:
+            op = self.op
+            for name in REDACTED:
+                if op.get(name):
+                    op[name] = self._redact.text(op[name])
 
     def finish(self) -> dict[str, Any]:
         """Stamp completion; an exchange that never ended is unknown (``info``)."""

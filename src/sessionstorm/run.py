@@ -27,20 +27,56 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from sessionstorm import guard
 from sessionstorm.errors import ConfigError
 from sessionstorm.rundir import DEFAULT_ROOT, RunDir
-from sessionstorm.workload.launch import RunningTarget, attach, launch
-from sessionstorm.workload.profile import Profile, load_profile, with_base_url
+from sessionstorm.profile import Profile, load_profile, with_base_url
+from sessionstorm.stack.launch import RunningTarget, attach, launch
 
 SCHEMA_VERSION = 1
+# Fresh connections per address before load: two listeners sharing a port (SO_REUSEPORT) are
+# each met with odds 1 - 2**(1 - n): 16 leave a split unseen once in 32,768 runs.
+PREFLIGHT_CONNECTIONS = 16
 RATE_THRESHOLDS = ("error_rate", "info_rate", "session_reuse_ratio")
+
+
+@dataclass
+class Wire:
+    """How every client of a run meets the wire, the same in every driver and process:
+    the addresses its connections spread over, the rails of a remote target (rate and
+    request caps, abort on an error spike), the secrets never recorded, the metrics."""
+
+    spreader: Any = None                 # endpoints.Spreader
+    rails: Any = None                    # guard.RemoteRails, or None: no caps
+    redact: Any = None                   # redact.Redactor, or None: nothing to hide
+    metrics: Any = None                  # metrics.Metrics, or None
+
+    @classmethod
+    def build(cls, profile: Profile, url: str, *, allow_remote: bool, rails: Mapping[str, Any] | None,
+              secrets: list[str], metrics_port: int | None = None) -> Wire:
+        from sessionstorm import endpoints
+        from sessionstorm.guard import RemoteRails
+        from sessionstorm.redact import Redactor
+
+        t = profile.target
+        spreader = endpoints.Spreader.for_url(url, t.resolve or None, t.addresses, allow_remote=allow_remote)
+        metrics = None
+        if metrics_port is not None:
+            from sessionstorm.metrics import Metrics
+            metrics = Metrics(metrics_port)
+        return cls(spreader, RemoteRails(**rails) if rails else None, Redactor(secrets) or None, metrics)
+
+    def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
 
 
 def _versions() -> dict[str, str]:
@@ -53,19 +89,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def redact_dsn(dsn: str | None) -> str | None:
-    """A DSN or URL without its password (run.json never holds one)."""
-    if not dsn:
-        return dsn
-    u = urlsplit(dsn)
-    if not u.password:
-        return dsn
-    host = u.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    netloc = f"{u.username}:***@{host}" + (f":{u.port}" if u.port else "")
-    return urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
-
-
 def check_thresholds(thresholds: Mapping[str, float | None]) -> dict[str, float]:
     """Command-line thresholds as numbers; a rate outside 0..1 or a negative time is one line."""
     from sessionstorm.checker.stats import THRESHOLD_KEYS
@@ -74,14 +97,33 @@ def check_thresholds(thresholds: Mapping[str, float | None]) -> dict[str, float]
     for name, value in thresholds.items():
         if value is None:
             continue
-        if name not in THRESHOLD_KEYS:
-            raise ConfigError(f"thresholds.{name}", value, f"one of {', '.join(THRESHOLD_KEYS)}", "fix the threshold name")
+        if name not in THRESHOLD_KEYS and name != "recovery_s":  # recovery_s: the grace after a fault (checker.faults)
+            raise ConfigError(f"thresholds.{name}", value, f"one of {', '.join(THRESHOLD_KEYS)}, recovery_s",
+                              "fix the threshold name")
         limit = 1.0 if name in RATE_THRESHOLDS else float("inf")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= limit:
             what = "a rate between 0 and 1 (0.05 is 5 %)" if limit == 1.0 else "a number of ms >= 0"
-            raise ConfigError(name.replace("_", "-"), value, what, f"pass {what}")
+            example = "0.05" if limit == 1.0 else "500"
+            raise ConfigError(name.replace("_", "-"), value, what, f"pass e.g. {example}")
         out[name] = float(value)
     return out
+
+
+def writable_dir(path: Path, setting: str) -> Path:
+    """``path`` as a folder this process can write into (made if missing), or one line saying why not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        ok = os.access(path, os.W_OK | os.X_OK)
+    except OSError as e:
+        raise ConfigError(setting, path, "a folder that can be created and written", f"pick another ({e.strerror})") from None
+    if not ok:
+        raise ConfigError(setting, path, "a writable folder", "pick a folder you can write to")
+    return path
+
+
+def _no_password(dsn: str | None) -> str | None:
+    from sessionstorm.redact import redact_dsn
+    return redact_dsn(dsn) if dsn else dsn
 
 
 class Run:
@@ -92,7 +134,10 @@ class Run:
                  backend: str | None = None, reports_dir: str | os.PathLike[str] | None = None,
                  thresholds: Mapping[str, float | None] | None = None, settings: Mapping[str, Any] | None = None,
                  target: RunningTarget | None = None, command: list[str] | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, allow_remote: bool | None = None,
+                 max_rps: float | None = None, max_requests: int | None = None,
+                 abort_error_rate: float | None = None, metrics_port: int | None = None,
+                 faults: Sequence[str] | None = None, fault_stack: Any = None) -> None:
         from sessionstorm.profiles import REFERENCE
 
         self.scenario, self.driver = scenario, driver
@@ -102,37 +147,64 @@ class Run:
             self.profile = profile
         elif target is not None:
             self.profile = target.profile
-        else:  # --host replaces the base_url: the profile's own need not answer
-            self.profile = load_profile(profile or REFERENCE, sets, check=host is None)
+        else:  # reachability is checked below, after the guard: no request before it
+            self.profile = load_profile(profile or REFERENCE, sets, check=False)
         if bugs and profile is not None:
             raise ConfigError("bugs", bugs, "no bug flags with your own target profile",
                               "drop --bugs (they belong to the reference target)")
         if bugs:
             from sessionstorm.target.bugs import parse_bugs
             parse_bugs(bugs)  # a typo is one line now, not a failed start later
+        self.allow_remote = guard.remote_allowed(allow_remote, config=self.profile.target.allow_remote)
+        self.rails = self._rails(max_rps, max_requests, abort_error_rate)
+        self.metrics_port = metrics_port
+        if metrics_port is not None and not 0 <= metrics_port <= 65535:
+            raise ConfigError("metrics-port", metrics_port, "a port number 0..65535", "pass --metrics-port 9108")
+        if host and not host.startswith(("http://", "https://")):
+            raise ConfigError("host", host, "an http:// or https:// URL", "pass --host http://127.0.0.1:8000")
+        if target is None and (host or self.profile.target.base_url):
+            from sessionstorm.profile import check_reachable
+            url = host or str(self.profile.target.base_url)
+            self.addresses = guard.check_target(url, self.allow_remote, self.profile.target.resolve or None)
+            setting, fix = ("host", "start the service or fix --host") if host else ("target.base_url", None)
+            check_reachable(url, self.profile.target.ready_path, setting=setting,
+                            **({"fix": fix} if fix else {}))
         if host:
-            from sessionstorm.workload.profile import check_reachable
-            if not host.startswith(("http://", "https://")):
-                raise ConfigError("host", host, "an http:// or https:// URL", "pass --host http://127.0.0.1:8000")
-            check_reachable(host, self.profile.target.ready_path, setting="host",
-                            fix="start the service or fix --host")
             self.profile = with_base_url(self.profile, host.rstrip("/"))
         if target is not None and not bugs:  # a target launched elsewhere (regression) says its flags
             bugs = str(target.values.get("bugs") or "")
         self.bugs, self.backend = bugs, backend
-        self.reports_dir = Path(reports_dir) if reports_dir is not None else DEFAULT_ROOT
+        self.reports_dir = writable_dir(Path(reports_dir) if reports_dir is not None else DEFAULT_ROOT, "reports-dir")
         from sessionstorm.checker.stats import DEFAULT_THRESHOLDS
         profile_limits = {k: v for k, v in vars(self.profile.thresholds).items() if v is not None}
         self.thresholds = {**DEFAULT_THRESHOLDS, **profile_limits, **check_thresholds(thresholds or {})}
         self.settings = dict(settings or {})
+        # faults (sessionstorm.nemesis): --fault and the profile's [[faults]], checked before anything
+        # starts; ``fault_stack``: a stack started elsewhere (regression) that the faults act on
+        from sessionstorm import nemesis
+        self.faults = nemesis.plan(faults, self.profile, backend=backend, stack=fault_stack, target=target, host=host)
+        self.fault_stack, self.nemesis, self._proxy = fault_stack, None, None
         self.command = list(command if command is not None else sys.argv)
         self.target = target
         self.launched = False
         self.interrupted = False
+        self.stopped_by: str | None = None  # the rails' reason, when a cap or an abort ended the run
+        self.wire: Wire | None = None
+        self.secrets: list[str] = []
         self.stack: Any = None
         self.dir: RunDir | None = None
         self.started: float | None = None
         self.results: dict[str, Any] | None = None
+
+    def _rails(self, max_rps: float | None, max_requests: int | None,
+               abort_error_rate: float | None) -> dict[str, Any] | None:
+        """The remote rails' settings (validated now): on for a remote target, else only when asked."""
+        asked = {k: v for k, v in (("max_rps", max_rps), ("max_requests", max_requests),
+                                   ("abort_error_rate", abort_error_rate)) if v is not None}
+        if not (asked or self.allow_remote):
+            return None
+        guard.RemoteRails(**asked)  # a bad value is one line now
+        return asked
 
     # -- start ------------------------------------------------------------------------
     def start(self) -> Run:
@@ -147,10 +219,26 @@ class Run:
                     self.target = launch(self.profile, self.stack,
                                          vars=None if self.own_profile else {"bugs": self.bugs})
                     self.launched = True
+            if self.faults:
+                from sessionstorm import nemesis
+                self._proxy = nemesis.put_proxy(self)  # drop faults: the target's URL becomes the proxy's
+            self.addresses = guard.check_target(self.url, self.allow_remote, self.profile.target.resolve or None)
             self.dir = RunDir.create(self.scenario, root=self.reports_dir)
             self.started = time.time()
             self.write_meta()
+            self.wire = Wire.build(self.profile, self.url, allow_remote=self.allow_remote, rails=self.rails,
+                                   secrets=self._secrets(), metrics_port=self.metrics_port)
+            if self.wire.rails is not None:
+                self.progress(self.wire.rails.banner(self.url, self.addresses))
+            if self.wire.metrics is not None:
+                self.progress(f"metrics on {self.wire.metrics.url}")
+            self.preflight()
+            if self.faults:
+                from sessionstorm import nemesis
+                self.nemesis = nemesis.start_for(self, self._proxy, self.stack or self.fault_stack)
         except BaseException:
+            if self._proxy is not None:
+                self._proxy.stop()
             self._stop_stack()
             raise
         return self
@@ -161,9 +249,47 @@ class Run:
         return self.target.url
 
     def keys(self, users: list[str]) -> dict[str, str]:
+        """API keys for ``users``; from now on they are redacted wherever they would be recorded."""
+        from sessionstorm.redact import Redactor
         from sessionstorm.workload.keys import make_keys
-        assert self.target is not None, "start() first"
-        return make_keys(self.target, users)
+        assert self.target is not None and self.wire is not None, "start() first"
+        keys = make_keys(self.target, users)
+        self.secrets += [k for k in keys.values() if k]
+        self.wire.redact = Redactor(self.secrets) or None
+        return keys
+
+    def _secrets(self) -> list[str]:
+        """What must never be recorded: literal keys, the admin token, DSN passwords of the
+        user's own databases (the stack's are throwaway and not secrets)."""
+        from sessionstorm.redact import dsn_password
+        t = self.target
+        found = list(self.profile.keys.literal)
+        if t is not None and t.values.get("admin_token"):
+            found.append(t.values["admin_token"])
+        if t is not None and t.dsn and not self.launched:
+            found.append(dsn_password(t.dsn) or "")
+        self.secrets = [s for s in found if s]
+        return self.secrets
+
+    def preflight(self) -> list[dict[str, Any]]:
+        """Fingerprint every address of the target before load; a split is a SPLIT_ENDPOINT
+        finding in the history (and on the console), checked like any other."""
+        from sessionstorm import endpoints
+        from sessionstorm.history import HistoryWriter, process_name
+
+        assert self.dir is not None
+        t = self.profile.target
+        t0 = time.monotonic()
+        session_path = self.profile.paths.observe if "observe" in t.flavors else None
+        findings = endpoints.preflight(self.url, t.resolve or None, allow_remote=self.allow_remote,
+                                       ready_path=t.ready_path, identity_header=t.identity_header or None,
+                                       session_path=session_path, connections=PREFLIGHT_CONNECTIONS)
+        took = time.monotonic() - t0
+        with HistoryWriter(self.dir.history_path(process_name("preflight"))) as h:
+            h.event("preflight", url=self.url, addresses=self.addresses, findings=findings, seconds=round(took, 3))
+        for f in findings:
+            self.progress(f"preflight: {f['code']}: {f['detail']}; {f['fix']}")
+        return findings
 
     def meta(self, **more: Any) -> dict[str, Any]:
         """run.json's content (one schema for every driver)."""
@@ -172,13 +298,15 @@ class Run:
         return {
             "schema_version": SCHEMA_VERSION, "scenario": self.scenario, "driver": self.driver,
             "command": self.command, "started": self.started, "interrupted": False, "lost_workers": [],
-            "settings": self.settings, "thresholds": self.thresholds,
+            "settings": self.settings, "thresholds": self.thresholds, "stopped_by": self.stopped_by,
+            "allow_remote": self.allow_remote, "addresses": getattr(self, "addresses", None),
             "target": {"url": t.url if t else None, "launched": self.launched, "bugs": self.bugs or None,
                        "profile": self.profile.redacted()},
             "stack": None if stack is None else {
                 "backend": stack.backend_name, "provider_url": info.get("provider_url"),
-                "postgres_dsn": redact_dsn(info.get("postgres_dsn")), "redis_url": redact_dsn(info.get("redis_url"))},
-            "versions": _versions(), **more}
+                "postgres_dsn": _no_password(info.get("postgres_dsn")),
+                "redis_url": _no_password(info.get("redis_url"))},
+            "faults": [f.as_dict() for f in self.faults], "versions": _versions(), **more}
 
     def write_meta(self, **more: Any) -> None:
         assert self.dir is not None
@@ -194,11 +322,17 @@ class Run:
         if self.dir is None:
             self._stop_stack()
             raise RuntimeError("the run never started")
+        if self.nemesis is not None:  # an active fault ends (its component starts again) before the stack stops
+            self.nemesis.stop()
         finished = time.time()
         self.interrupted = self.interrupted if interrupted is None else interrupted
+        rails = self.wire.rails if self.wire is not None else None
+        self.stopped_by = self.stopped_by or (rails.stop_reason if rails is not None else None)
         self.write_meta(finished=finished, duration_s=round(finished - (self.started or finished), 3),
                         interrupted=self.interrupted, lost_workers=list(lost_workers), **more)
         self._stop_stack()
+        if self.wire is not None:
+            self.wire.close()
         results = check_run(self.dir)
         results["report"] = str(render_report(self.dir, results))
         self.results = results

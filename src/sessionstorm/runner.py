@@ -18,7 +18,7 @@ from sessionstorm.checker.catalogue import CATALOGUE
 from sessionstorm.errors import ConfigError
 from sessionstorm.rundir import DEFAULT_ROOT
 from sessionstorm.scenarios import SCENARIOS
-from sessionstorm.workload.profile import parse_sets, profile_options
+from sessionstorm.profile import parse_sets, profile_options
 
 
 def _positive(setting: str) -> Callable[[click.Context, click.Parameter, int | None], int | None]:
@@ -43,22 +43,53 @@ def _positive(setting: str) -> Callable[[click.Context, click.Parameter, int | N
 @click.option("--max-info-rate", "info_rate", type=float, default=None,
               help="CLEAN needs at most this share of operations with an unknown outcome (0..1; default 0.01)")
 @click.option("--expect", default=None, help="anomaly code this run must find (exit 0 when found, 1 when not)")
+@click.option("--allow-remote", is_flag=True, default=None, envvar="SESSIONSTORM_ALLOW_REMOTE",
+              help="allow a non-loopback target (then capped: --max-rps, --max-requests, --abort-error-rate)")
+@click.option("--max-rps", type=float, default=None, help="at most this many requests per second (remote default 50)")
+@click.option("--max-requests", type=int, default=None, help="stop after this many requests")
+@click.option("--abort-error-rate", type=float, default=None,
+              help="abort when this share of the last 30 s of requests failed (remote default 0.5)")
+@click.option("--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT")
+@click.option("--fault", "faults", multiple=True, envvar="SESSIONSTORM_FAULTS",
+              help="ACTION:COMPONENT@START[+DURATION], repeatable: kill:target@5+3, restart:postgres@10, "
+                   "pause:redis@8+4, error:provider@5+5, latency:provider@5+5,latency=800ms, drop:target@5+2")
+@click.option("--recovery-s", "recovery_s", type=float, default=None,
+              help="grace after a fault ends (s): failures until then are availability (default: profile, else 10)")
+@click.option("--seconds", type=int, default=None, callback=_positive("seconds"),
+              help="how long the steady scenario runs (the one for --fault)")
 def run(scenario: str, target_profile: str | None, sets: tuple[str, ...], host: str | None, bugs: str,
         backend: str | None, reports_dir: str, users: int | None, rounds: int | None, error_rate: float | None,
-        info_rate: float | None, expect: str | None) -> None:
+        info_rate: float | None, expect: str | None, allow_remote: bool | None, max_rps: float | None,
+        max_requests: int | None, abort_error_rate: float | None, metrics_port: int | None,
+        faults: tuple[str, ...], recovery_s: float | None, seconds: int | None) -> None:
     """Run SCENARIO once against the target and check every reply."""
     from sessionstorm.driver import run_scenario
     from sessionstorm.run import Run
 
     if expect and expect not in CATALOGUE:
-        raise ConfigError("expect", expect, f"an anomaly code ({', '.join(CATALOGUE)})", "fix the code's spelling")
+        import difflib
+        close = difflib.get_close_matches(expect.upper(), CATALOGUE, n=1)
+        raise ConfigError("expect", expect, f"an anomaly code ({', '.join(CATALOGUE)})",
+                          f"did you mean {close[0]}?" if close else "pick a listed code")
     say = lambda m: click.echo(m, err=True)  # noqa: E731
-    overrides = {k: v for k, v in (("users", users), ("rounds", rounds)) if v is not None}
-    SCENARIOS[scenario](**overrides)  # bad overrides fail here, before anything starts
+    overrides = {k: v for k, v in (("users", users), ("rounds", rounds), ("seconds", seconds)) if v is not None}
+    sc = SCENARIOS[scenario](**overrides)  # bad overrides fail here, before anything starts
+    if faults:
+        from sessionstorm.nemesis import end_s, parse_faults
+        last = max(end_s(f) for f in parse_faults(faults))
+        if seconds is None and hasattr(sc, "seconds"):  # long enough for the faults and the recovery after
+            overrides["seconds"] = max(sc.seconds, int(last + (recovery_s if recovery_s is not None else 10)) + 1)
+            sc = SCENARIOS[scenario](**overrides)
+        if getattr(sc, "seconds", 0) < last:
+            raise ConfigError("fault", faults[-1], f"a run that lasts past {last:g} s (when the faults end)",
+                              f"run the steady scenario with --seconds {int(last) + 10} or more")
     r = Run(scenario, driver="run", profile=target_profile, sets=parse_sets(sets), host=host, bugs=bugs,
-            backend=backend, reports_dir=reports_dir, thresholds={"error_rate": error_rate, "info_rate": info_rate},
-            settings=overrides, progress=say)
-    from sessionstorm.workload.launch import RunningTarget
+            backend=backend, reports_dir=reports_dir, thresholds={"error_rate": error_rate, "info_rate": info_rate,
+                                                                  "recovery_s": recovery_s},
+            settings=overrides, progress=say, allow_remote=allow_remote, max_rps=max_rps,
+            max_requests=max_requests, abort_error_rate=abort_error_rate, metrics_port=metrics_port,
+            faults=faults)
+    from sessionstorm.stack.launch import RunningTarget
     if not SCENARIOS[scenario].supports(RunningTarget(r.profile, "")):
         raise ConfigError("scenario", scenario, f"a target speaking {SCENARIOS[scenario].flavor}",
                           f"add {SCENARIOS[scenario].flavor!r} to target.flavors or pick another scenario")
@@ -66,7 +97,7 @@ def run(scenario: str, target_profile: str | None, sets: tuple[str, ...], host: 
     try:
         say(f"running {scenario} against {r.url}" + (f" (bugs: {bugs})" if bugs else ""))
         with r.interruptible() as stop:
-            result = asyncio.run(run_scenario(scenario, r.target, r.dir, stop=stop, **overrides))
+            result = asyncio.run(run_scenario(scenario, r.target, r.dir, stop=stop, wire=r.wire, **overrides))
         say(f"{result.ops} ops in {result.duration_s:.1f} s; checking")
         r.settings = result.settings
     except KeyboardInterrupt:

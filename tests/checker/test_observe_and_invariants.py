@@ -22,6 +22,19 @@ def test_spurious_not_found_only_for_live_acknowledged_sessions(write_run):
     assert "127.0.0.1:9" in ev["evidence"][0]["detail"]
 
 
+def test_a_framework_404_where_the_route_also_answered_is_a_second_server(write_run):
+    """Seed 004: the same route answers on one peer and is missing (a framework's 404) on another."""
+    created = op("create_session", at=0, session_seen="S")
+    good = op("observe", at=1, session_sent="S", value="v1", peer="127.0.0.1:8000")
+    stale = [op("observe", at=1, session_sent="S", outcome="fail", status=404, error="Not Found", peer="[::1]:8000")
+             for _ in range(3)]
+    r = check_run(write_run([created, good, *stale]))
+    ev = codes(r)["SPURIOUS_NOT_FOUND"]
+    assert ev["count"] == 3 and {e["peer"] for e in ev["evidence"]} == {"[::1]:8000"}
+    assert all(e["body"] == "generic" for e in ev["evidence"])
+    assert "3 from [::1]:8000 (a framework 404: route missing)" in ev["evidence"][0]["detail"]
+
+
 def test_lost_write_only_for_writes_acknowledged_before_the_read(write_run):
     w1 = op("observe", at=0, dur=0.1, session_sent="S", value="v1")
     w2 = op("observe", at=0, dur=0.1, session_sent="S", value="v2")

@@ -9,11 +9,12 @@ from sessionstorm.scenarios import ParallelObserve, SharedKey, StreamingSharedKe
 from sessionstorm.history import HistoryWriter, iter_records
 from sessionstorm.rundir import RunDir
 from sessionstorm.workload import gateway, observe
-from sessionstorm.workload.profile import load_profile
+from sessionstorm.profile import load_profile
+from sessionstorm.stack.launch import attach
 
 
 def _run(scenario, profile_path, tmp_path, **kw):
-    target = load_profile(profile_path).attach()
+    target = attach(load_profile(profile_path))
     run_dir = RunDir.create(scenario.name, root=tmp_path / "reports")
     result = asyncio.run(run_scenario(scenario, target, run_dir, seed=7, **kw))
     records = list(iter_records(sorted(run_dir.history_dir.glob("*.jsonl"))))
@@ -57,7 +58,7 @@ def test_streams_record_chunks_ttft_and_gaps(server_url, tmp_path):
 
 def test_timeout_is_an_info_outcome_not_an_exception(server_url, tmp_path):
     prof = write_profile(tmp_path, server_url, '[paths]\nchat = "/slow/v1/chat/completions"')
-    target = load_profile(prof, overrides={"target.timeout_s": "0.5"}).attach()
+    target = attach(load_profile(prof, overrides={"target.timeout_s": "0.5"}))
     run_dir = RunDir.create("shared_key", root=tmp_path / "r")
     result = asyncio.run(run_scenario(SharedKey, target, run_dir, users=2, rounds=1))
     ops = [r for r in iter_records(run_dir.history_dir.glob("*.jsonl")) if r["type"] == "op"]
@@ -69,7 +70,7 @@ def test_timeout_is_an_info_outcome_not_an_exception(server_url, tmp_path):
 
 def test_connection_refused_is_a_definite_fail(server_url, tmp_path):
     import portpicker
-    target = load_profile(write_profile(tmp_path, server_url)).attach()
+    target = attach(load_profile(write_profile(tmp_path, server_url)))
     target.url = f"http://127.0.0.1:{portpicker.pick_unused_port()}"  # nothing listens there
 
     async def go():
@@ -92,7 +93,7 @@ def test_parallel_observe_reads_back_what_was_written(server_url, tmp_path):
 
 
 def test_not_found_keeps_the_services_error_code(server_url, tmp_path):
-    target = load_profile(write_profile(tmp_path, server_url)).attach()
+    target = attach(load_profile(write_profile(tmp_path, server_url)))
 
     async def go():
         with HistoryWriter(tmp_path / "h.jsonl") as h:

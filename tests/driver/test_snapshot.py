@@ -9,8 +9,8 @@ import pytest
 from sessionstorm.driver import Driver
 from sessionstorm.history import HistoryWriter, iter_records
 from sessionstorm.profiles import REFERENCE
-from sessionstorm.workload.launch import RunningTarget
-from sessionstorm.workload.profile import load_profile, with_base_url
+from sessionstorm.stack.launch import RunningTarget
+from sessionstorm.profile import load_profile, with_base_url
 
 SCHEMA = """
 CREATE TABLE api_keys (id serial PRIMARY KEY);

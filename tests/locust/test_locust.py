@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import portpicker
 import pytest
 
 from sessionstorm.history import history_files, iter_records
@@ -54,9 +55,11 @@ def test_seeded_bug_exits_1_with_its_code(tmp_path, locustfile, bugs, code):
 
 
 def test_processes_2_merge_into_one_history_and_one_verdict(tmp_path):
-    p, reports = locust(tmp_path, "shared_key.py", "--processes", "2", bugs="no-request-id")
+    port = str(portpicker.pick_unused_port())  # not Locust's 5557: another test may run a master now
+    p, reports = locust(tmp_path, "shared_key.py", "--processes", "2", "--master-port", port, "--master-bind-port", port,
+                        bugs="no-request-id")
     assert p.returncode == 1, p.stderr[-2000:]
-    files = [f for f in history_files(reports / "latest") if "snapshots" not in f.name]
+    files = [f for f in history_files(reports / "latest") if "worker" in f.name or "local" in f.name]
     assert len(files) == 2 and all("worker" in f.name for f in files)
     r = results_of(reports)
     assert r["ops"] == sum(1 for f in files for rec in iter_records([f]) if rec["type"] == "op")
@@ -73,3 +76,33 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, words):
     assert p.returncode == 2
     errors = [line for line in p.stderr.splitlines() if line.startswith("sessionstorm: error:")]
     assert len(errors) == 1 and words in errors[0] and "Traceback" not in p.stderr
+
+
+def test_a_worker_without_the_token_gets_no_keys(tmp_path):
+    """Keys reach a worker only once it proves SESSIONSTORM_WORKER_TOKEN; a wrong one is refused
+    with a line on both sides, and a worker with the right one runs the test."""
+    port = str(portpicker.pick_unused_port())
+    base = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "shared_key.py")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSTORM_")}
+    master = subprocess.Popen([*base, "--master", "--headless", "-u", "2", "-r", "2", "-t", "3s", "--expect-workers", "1",
+                               "--master-bind-port", port, "--reports-dir", str(tmp_path / "reports")],
+                              env={**env, "SESSIONSTORM_WORKER_TOKEN": "tok-5e1f-right"}, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    worker = [*base, "--worker", "--master-port", port]
+    try:
+        rogue = subprocess.run(worker, env={**env, "SESSIONSTORM_WORKER_TOKEN": "wrong"}, cwd=tmp_path,
+                               capture_output=True, text=True, timeout=120)
+        assert rogue.returncode == 2, rogue.stderr[-2000:]
+        assert "sessionstorm: error: the master refused this worker" in rogue.stderr
+        good = subprocess.run(worker, env={**env, "SESSIONSTORM_WORKER_TOKEN": "tok-5e1f-right"}, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        _, err = master.communicate(timeout=120)
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait()
+    assert "refused worker" in err and "SESSIONSTORM_WORKER_TOKEN" in err, err[-2000:]
+    r = results_of(tmp_path / "reports")
+    assert r["verified_ops"] > 0 and good.returncode == 0, (good.stderr[-1000:], err[-2000:])
+    history = "".join(f.read_text() for f in history_files(tmp_path / "reports" / "latest"))
+    assert "tok-5e1f-right" not in history  # the token itself is never recorded

@@ -13,8 +13,8 @@ from sessionstorm.checker import check_run
 from sessionstorm.driver import run_scenario
 from sessionstorm.profiles import REFERENCE
 from sessionstorm.rundir import RunDir
-from sessionstorm.workload.launch import RunningTarget, launch
-from sessionstorm.workload.profile import load_profile
+from sessionstorm.stack.launch import RunningTarget, launch
+from sessionstorm.profile import load_profile
 
 
 

@@ -6,7 +6,7 @@ from sessionstorm.canary import canary_for, find_canaries, format_echo, new_op_i
 from sessionstorm.workload import conversation, gateway, observe
 from sessionstorm.workload.op import transport_error
 from sessionstorm.profiles import REFERENCE
-from sessionstorm.workload.profile import load_profile
+from sessionstorm.profile import load_profile
 from sessionstorm.workload.prompts import PromptMaker
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from sessionstorm.errors import ConfigError
 from sessionstorm.profiles import REFERENCE
-from sessionstorm.workload.launch import attach
-from sessionstorm.workload.profile import fill, load_profile, parse_sets
+from sessionstorm.stack.launch import attach
+from sessionstorm.profile import fill, load_profile, parse_sets
 
 GOOD = """
 [target]

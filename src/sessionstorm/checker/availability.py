@@ -21,15 +21,26 @@ class Availability(Checker):
         self.statuses: dict[str, Counter[str]] = defaultdict(Counter)   # kind -> "HTTP 401" / "refused" -> n
         self.samples: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.reasons: list[str] = []
+        self.peers: dict[str, Counter[str]] = defaultdict(Counter)  # real peer -> outcome / "HTTP 404" -> n
 
     def op(self, op: dict[str, Any]) -> None:
         kind, outcome = op.get("kind") or "?", op.get("outcome", "info")
         self.outcomes[kind][outcome] += 1
+        peer = self.peers[op.get("peer") or "not connected"]
+        peer[outcome] += 1
         if outcome != "ok":
             status = op.get("status")
-            self.statuses[kind][f"HTTP {status}" if status else (op.get("transport") or "no reply")] += 1
+            what = f"HTTP {status}" if status else (op.get("transport") or "no reply")
+            self.statuses[kind][what] += 1
+            peer[what] += 1
             if len(self.samples[kind]) < 3:
                 self.samples[kind].append(brief(op))
+
+    def by_peer(self) -> dict[str, dict[str, Any]]:
+        """Outcomes per real peer: a second server behind one name shows as its own row."""
+        return {p: {"ok": c["ok"], "fail": c["fail"], "info": c["info"],
+                    "statuses": ", ".join(f"{n} {s}" for s, n in c.most_common() if s not in ("ok", "fail", "info"))}
+                for p, c in sorted(self.peers.items())}
 
     def verified(self) -> int:
         return sum(c["ok"] for c in self.outcomes.values())

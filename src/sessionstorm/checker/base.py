@@ -29,7 +29,7 @@ class Checker:
 
 BRIEF_FIELDS = ("id", "kind", "key", "user", "process", "invoke_wall", "complete_wall", "model_asked", "model_served",
                 "session_sent", "session_seen", "status", "error", "peer", "server_id", "in_flight", "prompt_excerpt",
-                "reply_excerpt", "canaries_sent", "canaries_seen", "turn")
+                "reply_excerpt", "canaries_sent", "canaries_seen", "turn", "error_body")
 
 
 def brief(op: dict[str, Any]) -> dict[str, Any]:

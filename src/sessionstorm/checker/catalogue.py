@@ -21,6 +21,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "INVARIANT_VIOLATED": ("critical", "a database invariant of the target profile does not hold"),
     "SPLIT_ENDPOINT": ("error", "the target's name or port reaches more than one server: their fingerprints differ"),
     "THRESHOLD_BREACHED": ("error", "a latency, error-rate, unknown-rate or reuse threshold was exceeded"),
+    "NOT_RECOVERED": ("error", "after a fault ended, an operation kind still failed past the recovery grace"),
     "UNAVAILABLE": ("error", "no operation of a kind succeeded: the service refused, failed or rejected every one"),
 }
 CODES = tuple(CATALOGUE)
@@ -47,6 +48,6 @@ class Tally:
 
 
 def describe(code: str, tally: Tally) -> dict[str, Any]:
-    severity, explanation = CATALOGUE[code]
+    severity, explanation = CATALOGUE.get(code, ("high", "reported by a checker plugin"))
     return {"code": code, "severity": severity, "explanation": explanation, "count": tally.count,
             "evidence": tally.evidence}

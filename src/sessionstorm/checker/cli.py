@@ -19,7 +19,8 @@ from sessionstorm.checker.summary import summary_lines
               help="fail below this session reuse ratio (0..1)")
 def check(run_dir: str, **thresholds: float | None) -> None:
     """Check RUN_DIR's history, write its results.json; exit 0 clean, 1 anomalies, 3 unknown."""
-    results = check_run(run_dir, {k: v for k, v in thresholds.items() if v is not None})
+    from sessionstorm.run import check_thresholds
+    results = check_run(run_dir, check_thresholds(thresholds), progress=True)  # a bar on a terminal only
     for line in summary_lines(results, run_dir):
         click.echo(line)
     sys.exit(exit_code(results))

@@ -14,7 +14,9 @@ def is_expired(error: str | None) -> bool:
     return bool(error) and "session expired" in error.lower().replace("_", " ")
 
 
-def check_op(op: dict[str, Any], expect_canary: bool = True) -> list[tuple[str, str]]:
+def check_op(op: dict[str, Any], expect_canary: bool = True, request_id: str = "forwarded") -> list[tuple[str, str]]:
+    """``request_id``: the contract's (``forwarded``: the reply must answer the id sent; ``own``
+    and ``none``: not judged per reply; `checker.replies.Replies` judges ``own`` over the run)."""
     outcome = op.get("outcome")
     if outcome == "info":  # unknown outcome: proves nothing either way
         return []
@@ -27,7 +29,7 @@ def check_op(op: dict[str, Any], expect_canary: bool = True) -> list[tuple[str, 
     if asked and served and asked != served:
         found.append(("WRONG_MODEL", f"asked {asked}, served by {served}"))
     rid_sent, rid_seen = op.get("request_id_sent"), op.get("request_id_seen")
-    if rid_sent and rid_seen and rid_sent != rid_seen:
+    if request_id == "forwarded" and rid_sent and rid_seen and rid_sent != rid_seen:
         found.append(("REQUEST_ID_MISMATCH", f"sent {rid_sent}, reply answers {rid_seen}"))
     chunks = op.get("chunk_canaries")
     if chunks:
@@ -40,7 +42,8 @@ def check_op(op: dict[str, Any], expect_canary: bool = True) -> list[tuple[str, 
 def _check_failure(op: dict[str, Any]) -> list[tuple[str, str]]:
     status, error = op.get("status"), op.get("error")
     if is_expired(error):
-        return [("SESSION_EXPIRED_IN_FLIGHT", f"{error} (session {op.get('session_seen') or op.get('session_sent')})")]
+        sid = op.get("session_seen") or op.get("session_sent")
+        return [("SESSION_EXPIRED_IN_FLIGHT", f"{error} ({f'session {sid}' if sid else 'no session id in the reply'})")]
     if isinstance(status, int) and status >= 500:
         return [("SERVER_ERROR", f"HTTP {status}: {error}; {op.get('in_flight')} in flight")]
     return []

@@ -17,7 +17,13 @@ from sessionstorm.history import iter_chunks
 class Replies(Checker):
     name = "replies"
 
-    def __init__(self, expect_canary: bool = True, unattributed_fails: bool = True) -> None:
+    def __init__(self, expect_canary: bool = True, unattributed_fails: bool = True, request_id: str = "forwarded") -> None:
+        # request_id "own": the gateway mints its ids; a reply's id is wrong only when it provably
+        # belongs to another operation (another op sent it, or another reply carried it too).
+        self.request_id = request_id
+        self.rids_sent: dict[str, str] = {}            # id sent -> op id (own only)
+        self.rids_seen: dict[str, str] = {}            # id seen -> the first op carrying it (own only; ids, not
+                                                       # records: a soak keeps one short string per op)
         # Against a real LLM a missing canary is usually the model ignoring the instruction:
         # reported, apart from crosstalk, without failing the run.
         self.expect_canary, self.unattributed_fails = expect_canary, unattributed_fails
@@ -26,7 +32,9 @@ class Replies(Checker):
         self.crosstalk: list[tuple[dict[str, Any], list[str]]] = []  # victims kept for attribution
 
     def op(self, op: dict[str, Any]) -> None:
-        for code, detail in check_op(op, self.expect_canary):
+        if self.request_id == "own":
+            self._own_id(op)
+        for code, detail in check_op(op, self.expect_canary, self.request_id):
             n = self.counts[code] = self.counts.get(code, 0) + 1
             if n > MAX_EVIDENCE:
                 continue
@@ -35,6 +43,28 @@ class Replies(Checker):
                 self.crosstalk.append((brief(op), [c for c in op.get("canaries_seen") or () if c not in sent]))
             else:
                 self.findings.append((code, brief(op), detail))
+
+    def _own_id(self, op: dict[str, Any]) -> None:
+        if op.get("request_id_sent"):
+            self.rids_sent[op["request_id_sent"]] = op["id"]
+        rid = op.get("request_id_seen")
+        if not rid or op.get("outcome") != "ok" or rid == op.get("request_id_sent"):
+            return
+        first = self.rids_seen.setdefault(rid, op["id"])
+        if first != op["id"]:
+            self._flag(op, f"reply carries request id {rid}, already carried by the reply to op {first}")
+
+    def _flag(self, op: dict[str, Any], detail: str) -> None:
+        n = self.counts["REQUEST_ID_MISMATCH"] = self.counts.get("REQUEST_ID_MISMATCH", 0) + 1
+        if n <= MAX_EVIDENCE:
+            self.findings.append(("REQUEST_ID_MISMATCH", brief(op), detail))
+
+    def _own_sent(self) -> None:
+        """Replies answering an id another operation sent (known once the whole history is read)."""
+        for rid, first in self.rids_seen.items():
+            owner = self.rids_sent.get(rid)
+            if owner is not None and owner != first:
+                self._flag({"id": first}, f"reply to op {first} carries request id {rid}, which op {owner} sent")
 
     def wanted(self) -> set[str]:
         """Canaries whose owners the evidence must name (a second, rare pass finds them)."""
@@ -45,6 +75,8 @@ class Replies(Checker):
 
     def finish(self, report: Report) -> bool | None:
         owners: dict[str, dict[str, Any]] = getattr(self, "owners", {})
+        if self.request_id == "own":
+            self._own_sent()
         for code, victim, detail in self.findings:
             report(code, evidence([victim], detail))
         for victim, foreign in self.crosstalk:

@@ -14,12 +14,15 @@ from typing import Any
 
 from sessionstorm.checker.availability import Availability
 from sessionstorm.checker.base import Checker
+from sessionstorm.checker.endpoints import Endpoints
+from sessionstorm.checker.faults import Faults, fault_events
 from sessionstorm.checker.catalogue import CODES, Tally, describe
 from sessionstorm.checker.invariants import Invariants
 from sessionstorm.checker.observe import Observe
 from sessionstorm.checker.replies import Replies, find_owners
 from sessionstorm.checker.sessions import Churn, Conversations
 from sessionstorm.checker.stats import DEFAULT_THRESHOLDS, Stats, judge_thresholds
+from sessionstorm import plugins
 from sessionstorm.errors import ConfigError
 from sessionstorm.history import history_files, iter_records
 from sessionstorm.rundir import RunDir
@@ -38,8 +41,19 @@ def compose(results: list[bool | None]) -> Valid:
     return True
 
 
+def contract_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """The [contract] the run was judged against: the profile's, over the defaults."""
+    from dataclasses import asdict
+
+    from sessionstorm.profile.schema import ContractSection
+    given = (((meta.get("target") or {}).get("profile") or {}).get("contract")) or {}
+    fields = ContractSection.__dataclass_fields__
+    return asdict(ContractSection(**{k: v for k, v in given.items() if k in fields}))
+
+
 def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None = None,
-              write: bool = True) -> dict[str, Any]:
+              write: bool = True, progress: bool = False) -> dict[str, Any]:
+    """`progress`: show a bar on a terminal (the commands do); off one it costs nothing."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     if not run.path.is_dir():
         raise ConfigError("run folder", run.path, "an existing run folder", "pass a folder under reports/")
@@ -52,8 +66,18 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
     # defaults < what the run recorded (profile and command line) < what this check is given
     thresholds = {**DEFAULT_THRESHOLDS, **(meta.get("thresholds") or {}), **(thresholds or {})}
 
-    replies, churn, stats, avail = Replies(unattributed_fails=not llm_real), Churn(), Stats(), Availability()
-    checkers: list[Checker] = [avail, replies, churn, Conversations(), Observe(), Invariants(), stats]
+    contract = contract_of(meta)  # what the service promises: each check judges only that
+    replies = Replies(unattributed_fails=not llm_real, request_id=contract["request_id"])
+    churn, stats, avail = Churn(contract), Stats(), Availability()
+    checkers: list[Checker] = [avail, replies, churn, Conversations(), Observe(contract["observe"]), Invariants(),
+                               Endpoints(), stats, *plugins.checkers(contract)]
+    # Failures inside a fault window (+ grace) are availability under the fault: counted by
+    # `faults`, kept out of availability, the error/unknown rates and per-reply failure codes.
+    faults = Faults(fault_events(files), thresholds.get("recovery_s"))
+    excusable = {avail.name, replies.name, stats.name}
+    has_faults = bool(faults)  # the hot path below pays one local test when there are none
+    if has_faults:
+        checkers.append(faults)
     crashed: dict[str, str] = {}
     by_kind: dict[str | None, list[tuple[Checker, Callable[[dict[str, Any]], None]]]] = {}  # kind -> (checker, op)
 
@@ -68,11 +92,23 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
     corrupt: list[dict[str, Any]] = []
     n_ops = 0
     t0 = time.monotonic()
-    for rec in iter_records(files, on_corrupt=lambda f, n, e: corrupt.append({"file": f.name, "line": n, "error": e})):
+    from sessionstorm.progress import for_files
+    update = for_files("checking", files) if progress else None  # None off a terminal: the plain loop
+    for rec in iter_records(files, on_corrupt=lambda f, n, e: corrupt.append({"file": f.name, "line": n, "error": e}),
+                            progress=update):
         rtype = rec["type"]
         if rtype == "op":
             n_ops += 1
             kind = rec.get("kind")
+            if has_faults and rec.get("outcome") != "ok" and faults.excuse(rec):
+                stats.apart(rec)
+                for c, op in route(kind) if by_kind.get(kind) is None else by_kind[kind]:
+                    if c.name not in excusable:
+                        try:
+                            op(rec)
+                        except Exception:
+                            crash(c)
+                continue
             handlers = by_kind.get(kind)  # the hot path: no call to route once a kind is known
             for c, op in route(kind) if handlers is None else handlers:
                 try:
@@ -80,6 +116,8 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
                 except Exception:
                     crash(c)
         elif rtype == "event":
+            if has_faults and faults.excuse_event(rec):  # a snapshot that failed while its database was faulted
+                continue
             for c in checkers:
                 if c.name not in crashed:
                     try:
@@ -106,7 +144,7 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
         except Exception:
             verdicts[c.name] = {"valid": "unknown", "error": traceback.format_exc(limit=3)}
     summary = stats.summary(churn.reuse_ratio())
-    reasons = list(avail.reasons)
+    reasons = list(avail.reasons) + faults.reasons
     rows: list[dict[str, Any]] = []
     if avail.verified():  # thresholds judge a service that answered; with nothing verified they prove nothing
         held, rows = judge_thresholds(summary, thresholds, report)
@@ -122,15 +160,36 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
     valid = compose([v["valid"] if v["valid"] != "unknown" else None for v in verdicts.values()])
     results = {
         "valid": valid, "verdict": VERDICTS[valid], "reasons": reasons,
-        "interrupted": bool(meta.get("interrupted")), "lost_workers": lost,
+        "interrupted": bool(meta.get("interrupted")), "lost_workers": lost, "stopped_by": meta.get("stopped_by"),
         "scenario": meta.get("scenario"), "ops": n_ops, "verified_ops": avail.verified(), "outcomes": stats.outcomes,
-        "anomalies": [describe(code, tallies[code]) for code in CODES if code in tallies],
+        "peers": avail.by_peer(),
+        "anomalies": [_with_logs(describe(code, tallies[code]), run.path) for code in
+                      [*CODES, *(c for c in tallies if c not in CODES)] if code in tallies],
         "checkers": verdicts, "corrupt_lines": corrupt[:100], "corrupt_count": len(corrupt),
-        "stats": summary, "thresholds": thresholds, "threshold_rows": rows, "check_seconds": round(time.monotonic() - t0, 3),
+        "stats": summary, "contract": contract, "faults": faults.summary(), "thresholds": thresholds, "threshold_rows": rows, "check_seconds": round(time.monotonic() - t0, 3),
     }
     if write:
         run.write_json("results.json", results)
     return results
+
+
+LOG_MARKERS = ("Traceback", "Error", "ERROR", "Exception", "FATAL", "panic")
+
+
+def _with_logs(anomaly: dict[str, Any], run_path: Path, lines: int = 40) -> dict[str, Any]:
+    """A SERVER_ERROR finding carries what the target logged about it: the lines around its
+    log's error markers (logs/ of the run folder, kept by the Run)."""
+    if anomaly["code"] != "SERVER_ERROR":
+        return anomaly
+    excerpt: list[str] = []
+    for log in sorted((run_path / "logs").glob("target-*.log")):
+        text = log.read_text(errors="replace").splitlines()
+        hits = [i for i, line in enumerate(text) if any(m in line for m in LOG_MARKERS)]
+        if hits:
+            start = max(0, hits[0] - 2)
+            excerpt += [f"{log.name}:{start + k + 1}: {line}" for k, line in enumerate(text[start:start + lines])]
+    anomaly["log_excerpt"] = excerpt[:lines]
+    return anomaly
 
 
 def exit_code(results: dict[str, Any]) -> int:

@@ -21,7 +21,17 @@ class Churn(Checker):
     name = "churn"
     kinds = frozenset({"chat", "chat_stream", "message"})
 
-    def __init__(self) -> None:
+    def __init__(self, contract: dict[str, Any] | None = None) -> None:
+        """``contract``: the profile's [contract] (provider_sessions, max_new_sessions_per_key,
+        session_window_s, min_reuse_ratio); a key's provider sessions are judged against it.
+        Conversations (per user) keep one session per user within 10 s."""
+        from sessionstorm.profile.schema import ContractSection
+        known = {k: v for k, v in (contract or {}).items() if k in ContractSection.__dataclass_fields__}
+        c = ContractSection(**known)
+        self.judged = c.provider_sessions != "per-request"
+        self.max_new = c.max_new() or 0      # 0: any number of sessions (pooled without a limit)
+        self.window = c.session_window_s
+        self.min_reuse = c.min_reuse_ratio
         self.first_seen: dict[tuple[str, str], dict[str, Any]] = {}  # (owner, session) -> brief of first op
         self.models: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
         self.ops = 0
@@ -31,7 +41,7 @@ class Churn(Checker):
         if not session or op.get("outcome") != "ok":
             return
         owner = op.get("key") if op["kind"] != "message" else "user:" + str(op.get("user"))
-        if owner is None:
+        if owner is None or not self.judged and op["kind"] != "message":
             return
         self.ops += 1
         t = op.get("invoke_wall") or 0.0
@@ -52,19 +62,39 @@ class Churn(Checker):
         for (owner, _), first in self.first_seen.items():
             by_owner[owner].append(first)
         self.unexplained = 0
+        found = False
         for owner, firsts in by_owner.items():
             firsts.sort(key=lambda o: o.get("invoke_wall") or 0.0)
-            for prev, cur in zip(firsts, firsts[1:]):
+            user = owner.startswith("user:")
+            limit, window = (1, CHURN_WINDOW_S) if user else (self.max_new, self.window)
+            for i, cur in enumerate(firsts[1:], 1):
                 t = cur.get("invoke_wall") or 0.0
                 if self._switching(owner, t):
                     continue
-                self.unexplained += 1
-                if t - (prev.get("invoke_wall") or 0.0) <= CHURN_WINDOW_S:
-                    who = owner if owner.startswith("user:") else f"key {owner}"
-                    report("SESSION_CHURN", evidence([prev, cur], f"{who}: new session {cur.get('session_seen')} "
-                                                     f"{t - (prev.get('invoke_wall') or 0.0):.2f} s after "
-                                                     f"{prev.get('session_seen')}, with no model switch"))
-        return self.unexplained == 0
+                if limit == 1:
+                    self.unexplained += 1  # one session per owner: any unexplained new one is invalid
+                    found = True
+                    prev = firsts[i - 1]
+                    if t - (prev.get("invoke_wall") or 0.0) > window:
+                        continue
+                else:  # more than `limit` sessions first seen within the window
+                    recent = [f for f in firsts[:i] if t - (f.get("invoke_wall") or 0.0) <= window]
+                    if not limit or len(recent) + 1 <= limit:
+                        continue
+                    self.unexplained += 1
+                    prev = recent[0]
+                found = True
+                who = owner if user else f"key {owner}"
+                allowed = "" if limit == 1 else f" ({len(firsts[:i]) + 1} sessions, the contract allows {limit} per {window:g} s)"
+                report("SESSION_CHURN", evidence([prev, cur], f"{who}: new session {cur.get('session_seen')} "
+                                                 f"{t - (prev.get('invoke_wall') or 0.0):.2f} s after "
+                                                 f"{prev.get('session_seen')}, with no model switch{allowed}"))
+        ratio = self.reuse_ratio()
+        if self.min_reuse is not None and ratio is not None and ratio < self.min_reuse:
+            found = True
+            report("SESSION_CHURN", {"ops": [], "detail": f"session reuse ratio {ratio} below the contract's "
+                                     f"min_reuse_ratio {self.min_reuse}"})
+        return not found
 
     def reuse_ratio(self) -> float | None:
         return None if not self.ops else round(1 - getattr(self, "unexplained", 0) / self.ops, 4)

@@ -28,6 +28,7 @@ class Stats(Checker):
         self.latency = array("d")
         self.ttft = array("d")
         self.outcomes = {"ok": 0, "fail": 0, "info": 0}
+        self.apart_outcomes = {"fail": 0, "info": 0}  # failures inside fault windows (checker.faults)
         self.first: float | None = None
         self.last: float | None = None
 
@@ -51,6 +52,12 @@ class Stats(Checker):
         if last is None or t1 > last:
             self.last = t1
 
+    def apart(self, op: dict[str, Any]) -> None:
+        """A failure inside a fault window: in the totals, not in the error and unknown rates."""
+        outcome = op.get("outcome", "info")
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.apart_outcomes[outcome] = self.apart_outcomes.get(outcome, 0) + 1
+
     def finish(self, report: Report) -> bool | None:
         return True
 
@@ -58,14 +65,17 @@ class Stats(Checker):
         lat, ttft = sorted(self.latency), sorted(self.ttft)
         duration = (self.last - self.first) if self.first is not None and self.last is not None else 0.0
         total = sum(self.outcomes.values())
-        undecided = total - self.outcomes["ok"]
+        apart = sum(self.apart_outcomes.values())
+        judged = total - apart  # failures inside fault windows are availability, judged by checker.faults
+        undecided = judged - self.outcomes["ok"]
         return {"latency_ms": {"p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99),
                                "max": round(lat[-1], 3) if lat else None, "samples": len(lat)},
                 "ttft_ms": {"p50": _pct(ttft, 50), "p95": _pct(ttft, 95), "samples": len(ttft)},
                 "throughput_rps": round(total / duration, 2) if duration > 0 else None,
                 # every operation not verified ok counts: a reply that never came is no success
-                "error_rate": round(undecided / total, 5) if total else None,
-                "info_rate": round(self.outcomes["info"] / total, 5) if total else None,
+                "error_rate": round(undecided / judged, 5) if judged else None,
+                "info_rate": round((self.outcomes["info"] - self.apart_outcomes.get("info", 0)) / judged, 5) if judged else None,
+                "in_fault_windows": dict(self.apart_outcomes) if apart else None,
                 "session_reuse_ratio": reuse_ratio, "duration_s": round(duration, 3)}
 
 

@@ -11,9 +11,19 @@ def summary_lines(results: dict[str, Any], where: object = None) -> list[str]:
     lat = s.get("latency_ms") or {}
     out = [f"verdict: {VERDICT.get(results['valid'], results['valid'])}  "
            f"({results['ops']} ops: {results['outcomes']}; p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms)"]
+    c = results.get("contract") or {}
+    if c and (c.get("request_id"), c.get("provider_sessions"), c.get("observe")) != ("forwarded", "one-per-key", "durable"):
+        limit = f" (max {c['max_new_sessions_per_key']} new per key in {c['session_window_s']:g} s)" \
+            if c.get("max_new_sessions_per_key") else ""
+        out.append(f"  contract: request_id {c.get('request_id')}, provider_sessions {c.get('provider_sessions')}{limit}, "
+                   f"observe {c.get('observe')}")
     for a in results["anomalies"]:
         first = next((e for e in a["evidence"] if e), {})
         out.append(f"  {a['code']:<26} x{a['count']:<6} {first.get('detail', '')}"[:200])
+    for f in results.get("faults") or ():
+        out.append(f"  {fault_line(f)}")
+    if results.get("stopped_by"):
+        out.append(f"  stopped early: {results['stopped_by']}")
     if results.get("interrupted"):
         out.append("  interrupted: the run was stopped early; what completed was checked")
     for reason in results.get("reasons") or ():
@@ -29,3 +39,14 @@ def summary_lines(results: dict[str, Any], where: object = None) -> list[str]:
     if where is not None:
         out.append(f"results: {where}/results.json")
     return out
+
+
+def fault_line(f: dict[str, Any]) -> str:
+    """One fault of the nemesis: applied or not, its window, what failed in it, the recovery."""
+    if not f.get("applied"):
+        return f"fault {f['spec']}: NOT applied ({'; '.join(f.get('errors') or ()) or 'never started'})"
+    window = f"{f['end'] - f['start']:.1f} s" if f.get("start") and f.get("end") else "no end recorded"
+    failed = ", ".join(f"{n} {o}" for o, n in sorted((f.get("excused") or {}).items())) or "nothing"
+    rec = f"recovered in {f['recovery_max_s']:.2f} s" if f.get("recovery_max_s") is not None else "recovery not observed"
+    return (f"fault {f['spec']}: window {window}, failed inside (+{f.get('grace_s', 0):g} s grace): {failed}; "
+            f"{rec} (fault end -> first verified ok, slowest kind)")

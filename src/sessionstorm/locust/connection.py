@@ -12,6 +12,8 @@ from typing import Any
 
 from geventhttpclient.url import URL
 
+from sessionstorm.endpoints import spread_connection_pool
+
 
 def peer_of(sock: Any) -> str | None:
     try:
@@ -35,10 +37,14 @@ class Tap:
         self.peer, self.connected = None, False
 
 
-def tap_pool(session: Any, base_url: str, timeout_s: float) -> Tap:
-    """Wrap the pool of ``session`` (a FastHttpSession) for ``base_url``; returns its Tap."""
+def tap_pool(session: Any, base_url: str, timeout_s: float, spreader: Any = None) -> Tap:
+    """Wrap the pool of ``session`` (a FastHttpSession) for ``base_url``; returns its Tap.
+    With a ``spreader`` (endpoints.Spreader, one per process) new connections spread over
+    every address of the name, as real clients' do."""
     client = session.client.clientpool.get_client(URL(base_url))
     pool = client._connection_pool
+    if spreader is not None:
+        spread_connection_pool(pool, spreader)
     pool.network_timeout = timeout_s
     pool.connection_timeout = min(timeout_s, 5.0)
     tap = Tap()

@@ -19,6 +19,8 @@ Ctrl-C or SIGTERM: users stop after the request in flight (bounded by the profil
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -39,6 +41,12 @@ from sessionstorm.rundir import RunDir
 
 log = logging.getLogger("sessionstorm")
 SETUP_MESSAGE = "sessionstorm_setup"
+HELLO_MESSAGE = "sessionstorm_hello"
+REFUSED_MESSAGE = "sessionstorm_refused"
+TOKEN_ENV = "SESSIONSTORM_WORKER_TOKEN"
+# Keys reach a worker only once it proves this shared secret. `--processes` workers are forked
+# from this process and inherit it; workers started elsewhere need the same value set.
+os.environ.setdefault(TOKEN_ENV, secrets.token_urlsafe(24))
 
 
 @dataclass
@@ -49,6 +57,7 @@ class Context:
     history: HistoryWriter
     prompts: Any
     tag: str
+    wire: Any                  # sessionstorm.run.Wire
     expect_canary: bool = True
     observe_sessions: int = 10
     # A read-back returns every observation of its session, and the checker keeps each read's
@@ -92,8 +101,9 @@ class _State:
     setup: dict[str, Any] | None = None
     ctx: Context | None = None
     snapshots: Any = None      # (history writer, greenlet) of the invariant snapshots, on the master
-    workers: set[str] = field(default_factory=set)
     lost: list[str] = field(default_factory=list)
+    approved: set[str] = field(default_factory=set)   # workers that proved the token
+    waiting: set[str] = field(default_factory=set)    # ... and said hello before the setup was ready
 
 
 _state = _State()
@@ -125,6 +135,23 @@ def _options(parser: Any) -> None:
     g.add_argument("--max-info-rate", env_var="SESSIONSTORM_MAX_INFO_RATE", type=float, default=None,
                    help="CLEAN needs at most this share of operations with an unknown outcome (0..1)")
     g.add_argument("--max-p95-ms", env_var="SESSIONSTORM_MAX_P95_MS", type=float, default=None)
+    g.add_argument("--allow-remote", env_var="SESSIONSTORM_ALLOW_REMOTE", action="store_true", default=None,
+                   help="allow a non-loopback target (then capped: --max-rps, --max-requests, --abort-error-rate)")
+    g.add_argument("--max-rps", env_var="SESSIONSTORM_MAX_RPS", type=float, default=None,
+                   help="at most this many requests per second per process (remote default 50)")
+    g.add_argument("--max-requests", env_var="SESSIONSTORM_MAX_REQUESTS", type=int, default=None,
+                   help="stop after this many requests per process")
+    g.add_argument("--abort-error-rate", env_var="SESSIONSTORM_ABORT_ERROR_RATE", type=float, default=None,
+                   help="abort when this share of the last 30 s of requests failed (remote default 0.5)")
+    g.add_argument("--fault", dest="faults", action="append", default=None,
+                   help="ACTION:COMPONENT@START[+DURATION], repeatable (master only): kill:target@5+3, "
+                        "restart:postgres@10, pause:redis@8+4, error:provider@5+5, latency:provider@5+5, drop:target@5+2")
+    g.add_argument("--recovery-s", type=float, default=None,
+                   help="grace after a fault ends (s): failures until then are availability (default 10)")
+    g.add_argument("--metrics-port", env_var="SESSIONSTORM_METRICS_PORT", type=int, default=None,
+                   help="serve Prometheus metrics on 127.0.0.1:PORT (local runs)")
+    # Closed doors: the master and the web UI listen on loopback unless told otherwise.
+    parser.set_defaults(master_bind_host="127.0.0.1", web_host="127.0.0.1")
 
 
 def _scenario(environment: Any) -> str:
@@ -152,9 +179,14 @@ def _setup_master(environment: Any) -> dict[str, Any]:
     if users is not None and users < 0:
         raise ConfigError("users", users, "an integer >= 0", "pass -u / --users 1 or more")
     say = lambda m: sys.stderr.write(f"sessionstorm: {m}\n")  # noqa: E731
+    from sessionstorm.envvars import warn_unknown
+    warn_unknown(say)
     run = Run(_scenario(environment), driver="locust", profile=o.target_profile, host=o.host, bugs=o.target_bugs,
-              backend=o.backend, reports_dir=o.reports_dir, progress=say,
-              thresholds={"error_rate": o.max_error_rate, "info_rate": o.max_info_rate, "p95_ms": o.max_p95_ms},
+              backend=o.backend, reports_dir=o.reports_dir, progress=say, allow_remote=o.allow_remote,
+              max_rps=o.max_rps, max_requests=o.max_requests, abort_error_rate=o.abort_error_rate,
+              metrics_port=o.metrics_port if not isinstance(environment.runner, MasterRunner) else None,
+              faults=o.faults, thresholds={"error_rate": o.max_error_rate, "info_rate": o.max_info_rate, "p95_ms": o.max_p95_ms,
+                                          "recovery_s": o.recovery_s},
               settings={"users": users, "spawn_rate": getattr(o, "spawn_rate", None),
                         "run_time": getattr(o, "run_time", None), "processes": getattr(o, "processes", None),
                         "shared_keys": o.shared_keys})
@@ -165,39 +197,83 @@ def _setup_master(environment: Any) -> dict[str, Any]:
         environment.stop_timeout = run.profile.target.timeout_s
     keys = run.keys([f"team-{i}" for i in range(o.shared_keys)])
     return {"host": run.url, "keys": list(keys.values()), "run_dir": str(run.dir.path),
-            "profile": o.target_profile or str(REFERENCE), "tag": secrets.token_hex(3), "llm": run.profile.target.llm}
+            "profile": o.target_profile or str(REFERENCE), "tag": secrets.token_hex(3), "llm": run.profile.target.llm,
+            "allow_remote": run.allow_remote, "rails": run.rails}
 
 
 def _make_context(setup: dict[str, Any], role: str) -> Context:
-    from sessionstorm.workload.profile import load_profile, with_base_url
+    """This process's context; on the local runner the run's own Wire, on a worker one built
+    the same way from the master's setup (one Spreader per process: every user spreads)."""
+    from sessionstorm.run import Wire
+    from sessionstorm.profile import load_profile, with_base_url
     from sessionstorm.workload.prompts import PromptMaker
 
     profile = with_base_url(load_profile(setup["profile"], check=False), setup["host"])
     run_dir = RunDir(setup["run_dir"])
     proc = process_name(role)
+    run = _state.run
+    wire = run.wire if run is not None else Wire.build(profile, setup["host"], allow_remote=setup["allow_remote"],
+                                                       rails=setup["rails"], secrets=setup["keys"])
     return Context(profile, setup["keys"], run_dir, HistoryWriter(run_dir.history_path(proc), proc),
-                   PromptMaker(setup["llm"]), setup["tag"], expect_canary=True)
+                   PromptMaker(setup["llm"]), setup["tag"], wire, expect_canary=True)
+
+
+def _proof(client_id: str) -> str:
+    return hmac.new(os.environ[TOKEN_ENV].encode(), client_id.encode(), hashlib.sha256).hexdigest()
+
+
+def _init_worker(environment: Any, runner: Any) -> None:
+    def on_setup(msg: Any, **__: Any) -> None:
+        _state.setup = msg.data
+        environment.host = msg.data["host"]
+        _state.ctx = _make_context(msg.data, f"worker{runner.worker_index}")
+
+    def on_refused(msg: Any, **__: Any) -> None:
+        sys.stderr.write(f"sessionstorm: error: {msg.data}\n")
+        sys.stderr.flush()
+        os._exit(2)
+
+    runner.register_message(SETUP_MESSAGE, on_setup)
+    runner.register_message(REFUSED_MESSAGE, on_refused)
+    runner.send_message(HELLO_MESSAGE, {"proof": _proof(runner.client_id)})
+
+
+def _on_hello(environment: Any, msg: Any) -> None:
+    """A worker asks for the run's setup (keys included): only with the right token."""
+    runner, wid = environment.runner, msg.node_id
+    if not hmac.compare_digest(str((msg.data or {}).get("proof", "")), _proof(wid)):
+        sys.stderr.write(f"sessionstorm: refused worker {wid}: wrong or missing {TOKEN_ENV}\n")
+        runner.send_message(REFUSED_MESSAGE, f"the master refused this worker: set {TOKEN_ENV} to the master's value "
+                                             "on every worker", client_id=wid)
+        return
+    _state.approved.add(wid)
+    if _state.setup is None:
+        _state.waiting.add(wid)
+    else:
+        runner.send_message(SETUP_MESSAGE, _state.setup, client_id=wid)
 
 
 @events.init.add_listener
 def _init(environment: Any, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
-        def on_setup(msg: Any, **__: Any) -> None:
-            _state.setup = msg.data
-            environment.host = msg.data["host"]
-            _state.ctx = _make_context(msg.data, f"worker{runner.worker_index}")
-        runner.register_message(SETUP_MESSAGE, on_setup)
+        _init_worker(environment, runner)
         return
+    if isinstance(runner, MasterRunner):  # before the (slow) setup: workers say hello meanwhile
+        runner.register_message(HELLO_MESSAGE, lambda msg, **__: _on_hello(environment, msg))
     try:
         _state.setup = _setup_master(environment)
     except SessionstormError as e:
         _fail(str(e))
     if isinstance(runner, MasterRunner):
-        environment.events.worker_connect.add_listener(lambda client_id, **__: _state.workers.add(client_id))
+        for wid in sorted(_state.waiting):
+            runner.send_message(SETUP_MESSAGE, _state.setup, client_id=wid)
+        _state.waiting.clear()
         gevent.spawn(_watch_workers, runner)
     else:
         _state.ctx = _make_context(_state.setup, "local")
+    from sessionstorm.locust.webui import attach
+    attach(environment)  # the "sessionstorm" tab in Locust's web UI; nothing with --headless
 
 
 WATCH_EVERY_S = 1.0
@@ -211,17 +287,16 @@ def _watch_workers(runner: Any) -> None:
 
 
 def _check_workers(runner: Any) -> None:
-    for wid in sorted(_state.workers - set(_state.lost)):
-        client = runner.clients.get(wid)
-        if client is not None and client.state == "missing":
-            _state.lost.append(wid)
-            sys.stderr.write(f"sessionstorm: worker {wid} lost (no heartbeat): its operations are unknown\n")
+    # Locust marks a worker "missing" after 3 missed heartbeats and forgets it ~60 s later:
+    # polled every second, none slips through.
+    for client in runner.clients.missing:
+        if client.id not in _state.lost:
+            _state.lost.append(client.id)
+            sys.stderr.write(f"sessionstorm: worker {client.id} lost (no heartbeat): its operations are unknown\n")
 
 
 @events.test_start.add_listener
 def _test_start(environment: Any, **_: Any) -> None:
-    if isinstance(environment.runner, MasterRunner) and _state.setup is not None:
-        environment.runner.send_message(SETUP_MESSAGE, _state.setup)
     run = _state.run
     if run is not None and run.target is not None and _state.snapshots is None:
         proc = process_name("snapshots")
@@ -287,6 +362,7 @@ def _quitting(environment: Any, **_: Any) -> None:
         if isinstance(environment.runner, MasterRunner):
             time.sleep(1.5)  # workers close their files on quit; give the last flush time to land
     finally:
+        run.stopped_by = getattr(environment, "sessionstorm_stopping", None)
         run.finish(interrupted=interrupted or None, lost_workers=_state.lost)
     sys.stderr.write("\n".join(["", "== sessionstorm", *run.summary(), ""]) + "\n")
     environment.process_exit_code = run.exit_code

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import gevent
 from locust import FastHttpUser, between, task
+from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from sessionstorm.checker.catalogue import CATALOGUE
@@ -44,7 +45,7 @@ class SessionstormUser(FastHttpUser):
         self.ctx = context(self.environment)
         self.number = next(_numbers)
         self.deadline_s = self.ctx.profile.target.timeout_s * 2  # a whole op, stream included
-        self.tap = tap_pool(self.client, self.host, self.ctx.profile.target.timeout_s)
+        self.tap = tap_pool(self.client, self.host, self.ctx.profile.target.timeout_s, self.ctx.wire.spreader)
 
     def stop(self, force: bool = False) -> bool:
         """Stop between tasks, never mid-request. Locust kills a user it finds waiting, but a
@@ -72,10 +73,13 @@ class SessionstormUser(FastHttpUser):
     def send(self, req: Request, name: str | None = None) -> dict[str, Any]:
         """Send, record the exchange into the op, write it to the history, check it online.
         The op is recorded whatever happens, also when the run stops this user mid-request."""
-        tap = self.tap
+        tap, wire = self.tap, self.ctx.wire
+        if wire.rails is not None and not wire.rails.acquire(gevent.sleep):
+            self._stop_run(wire.rails.stop_reason)
+            raise StopUser()
         tap.reset()
         _in_flight[0] += 1
-        ex = Exchange(req, _in_flight[0])
+        ex = Exchange(req, _in_flight[0], wire.redact)
         op = ex.op
         resp = None
         try:
@@ -93,7 +97,17 @@ class SessionstormUser(FastHttpUser):
         finally:
             _in_flight[0] -= 1
             self.ctx.history.op(**ex.finish())
+            if wire.rails is not None and wire.rails.record(op["outcome"]):
+                self._stop_run(wire.rails.stop_reason)
+            if wire.metrics is not None:
+                wire.metrics.observe_op(op)
         return op
+
+    def _stop_run(self, reason: str | None) -> None:
+        """The rails said stop (a cap reached, an error spike): stop this process's load, once."""
+        if not getattr(self.environment, "sessionstorm_stopping", None):
+            self.environment.sessionstorm_stopping = reason
+            gevent.spawn(self.environment.runner.quit)
 
     def _read(self, ex: Exchange, resp: Any) -> None:
         status = resp.status_code
@@ -112,9 +126,11 @@ class SessionstormUser(FastHttpUser):
             ex.reply(status, _headers(resp), resp.content)
 
     def _judge(self, op: dict[str, Any], resp: Any) -> None:
-        findings = check_op(op, self.ctx.expect_canary)
+        findings = check_op(op, self.ctx.expect_canary, self.ctx.profile.contract.request_id)
         if findings:  # a stable message, so Locust counts failures per code; details are in the history
             code = findings[0][0]
+            if self.ctx.wire.metrics is not None:
+                self.ctx.wire.metrics.anomaly(code)
             resp.failure(f"{code}: {CATALOGUE[code][1]}")
         elif op.get("outcome") == "fail":
             resp.failure(f"HTTP {op.get('status')}: {str(op.get('error'))[:80]}" if op.get("status")

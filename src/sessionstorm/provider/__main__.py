@@ -34,6 +34,7 @@ _DEFAULTS = Settings()
               help="USER:PASS the proxy-router mode requires on every route but /healthcheck")
 @click.option("--seed", type=int, default=None, help="seed for jitter, faults and generated model ids (reproducible runs)")
 @click.option("--log-level", default="warning", show_default=True)
+@click.option("--state", default=None, help="file keeping the sessions, so a restarted stub still knows them")
 @_opt("ttft_ms", _DEFAULTS.ttft_ms)
 @_opt("token_ms", _DEFAULTS.token_ms)
 @_opt("jitter_ms", _DEFAULTS.jitter_ms)
@@ -46,7 +47,7 @@ _DEFAULTS = Settings()
 @_opt("session_open_ms", _DEFAULTS.session_open_ms)
 @_opt("session_ttl_s", 0.0)
 def main(host: str, port: int, mode: str, models: str, basic_auth: str, seed: int | None, log_level: str,
-         **knobs: float) -> None:
+         state: str | None, **knobs: float) -> None:
     """Start the stub provider: the openai mode (with the session-router routes) or the proxy-router mode."""
     check_mode(mode)
     parse_basic_auth(basic_auth)
@@ -57,7 +58,7 @@ def main(host: str, port: int, mode: str, models: str, basic_auth: str, seed: in
     catalog = parse_models(models, seed)
     if not 0 < port < 65536:
         raise ConfigError("port", port, "1..65535", "pass --port with a free port")
-    serve(create_app(Settings(**knobs), catalog, seed, mode, basic_auth), host, port, log_level)
+    serve(create_app(Settings(**knobs), catalog, seed, mode, basic_auth, state), host, port, log_level)
 
 
 if __name__ == "__main__":

@@ -51,8 +51,11 @@ def openai_error(e: HTTPError) -> dict[str, Any]:
 
 
 def create_app(settings: Settings | None = None, models: tuple[str | Model, ...] = DEFAULT_MODELS,
-               seed: int | None = None, mode: str = "openai", basic_auth: str = DEFAULT_BASIC_AUTH) -> Any:
+               seed: int | None = None, mode: str = "openai", basic_auth: str = DEFAULT_BASIC_AUTH,
+               state: str | None = None) -> Any:
     provider = Provider(settings or Settings(), as_models(models), seed)
+    if state:  # sessions kept in a file: a restarted stub still knows them
+        provider.registry = Registry(state)
     if check_mode(mode) == "proxy-router":
         from sessionstorm.provider.router import ProxyRouter  # here: router imports this module
         return ProxyRouter(provider, parse_basic_auth(basic_auth))

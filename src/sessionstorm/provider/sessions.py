@@ -9,11 +9,15 @@ different latencies so receive each other's replies: the crosstalk the harness m
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 END = object()  # a stream producer's last item
 
@@ -38,13 +42,40 @@ class ProviderSession:
 
 
 class Registry:
-    def __init__(self) -> None:
+    """Sessions by id. With a ``state`` file they outlive the process, as a real provider's
+    do (seed 000's sessions are blockchain transactions): a restarted stub knows them."""
+
+    def __init__(self, state: str | os.PathLike[str] | None = None) -> None:
         self._sessions: dict[str, ProviderSession] = {}
+        self.state = Path(state) if state else None
+        if self.state is not None and self.state.exists():
+            self._load(self.state)
+
+    def _load(self, path: Path) -> None:
+        try:
+            rows = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return  # a torn file: start empty, as a node that lost its state would
+        now, wall = time.monotonic(), time.time()
+        for r in rows:
+            self._sessions[r["id"]] = ProviderSession(r["id"], r["model"], now, now + (r["expires_wall"] - wall),
+                                                      closed=r["closed"])
+
+    def _save(self) -> None:
+        if self.state is None:
+            return
+        now, wall = time.monotonic(), time.time()
+        rows = [{"id": s.id, "model": s.model, "closed": s.closed, "expires_wall": wall + (s.expires_at - now)}
+                for s in self._sessions.values()]
+        tmp = self.state.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(rows))
+        os.replace(tmp, self.state)
 
     def create(self, model: str, duration_s: float) -> ProviderSession:
         now = time.monotonic()
         s = ProviderSession("0x" + secrets.token_hex(32), model, now, now + duration_s)
         self._sessions[s.id] = s
+        self._save()
         return s
 
     def get(self, session_id: str) -> ProviderSession | None:
@@ -54,6 +85,7 @@ class Registry:
         s = self._sessions.get(session_id)
         if s is not None:
             s.closed = True
+            self._save()
         return s
 
     def __len__(self) -> int:

@@ -22,8 +22,17 @@ def report(run_dir: Path, recheck: bool, output: Path | None) -> None:
 
     if not run_dir.is_dir() or not history_files(run_dir):
         raise ConfigError("RUN_DIR", str(run_dir), "a run folder with history/*.jsonl", "pass a folder under reports/")
-    results = check_run(run_dir) if recheck or not (run_dir / "results.json").exists() else None
-    click.echo(f"report: {render_report(run_dir, results, output)}")
+    if output is not None:
+        _writable_parent(output, "output")
+    results = check_run(run_dir, progress=True) if recheck or not (run_dir / "results.json").exists() else None
+    click.echo(f"report: {render_report(run_dir, results, output, progress=True)}")  # bars on a terminal only
+
+
+def _writable_parent(path: Path, setting: str) -> None:
+    import os
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise ConfigError(setting, str(path), "a file in an existing, writable folder",
+                          f"create {path.parent} first or write elsewhere")
 
 
 def _limit(name: str, help_: str):
@@ -44,10 +53,18 @@ def _limit(name: str, help_: str):
 def compare(old_run: Path, new_run: Path, latency_ratio: float, latency_floor_ms: float, error_rate_delta: float,
             throughput_drop: float, html: Path | None) -> int:
     """Compare NEW_RUN against OLD_RUN; exit 1 when it regressed beyond the limits."""
+    from sessionstorm.progress import Steps
     from sessionstorm.report.compare import compare_runs, render_compare, text
 
+    if html is not None:
+        _writable_parent(html, "html")
+    steps = Steps("compare", 2)  # a bar on a terminal only, and only if this takes a while
+    steps.step("reading both runs")
     cmp = compare_runs(old_run, new_run, Limits(latency_ratio, latency_floor_ms, error_rate_delta, throughput_drop))
+    steps.step("writing the page")
+    page = render_compare(cmp, html or Path(cmp["new"]) / "compare.html")
+    steps.done()
     for line in text(cmp):
         click.echo(line)
-    click.echo(f"page: {render_compare(cmp, html or Path(cmp['new']) / 'compare.html')}")
+    click.echo(f"page: {page}")
     return 1 if cmp["regressed"] else 0

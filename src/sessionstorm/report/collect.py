@@ -67,7 +67,7 @@ def _keep(sample: list[float], value: float, seen: int, cap: int, rng: random.Ra
             sample[j] = value
 
 
-def collect(run_path: Path, window: tuple[float, float]) -> View:
+def collect(run_path: Path, window: tuple[float, float], progress: bool = False) -> View:
     view = View(window=window)
     rng = random.Random(0)
     w0, w1 = window
@@ -78,7 +78,9 @@ def collect(run_path: Path, window: tuple[float, float]) -> View:
     def corrupt(*_: object) -> None:
         view.corrupt += 1
 
-    for rec in iter_records(history_files(run_path), on_corrupt=corrupt):
+    from sessionstorm.progress import for_files
+    files = history_files(run_path)
+    for rec in iter_records(files, on_corrupt=corrupt, progress=for_files("report", files) if progress else None):
         if rec["type"] != "op":
             kind = rec.get("kind")
             if kind == "fault":

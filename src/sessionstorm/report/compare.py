@@ -57,6 +57,9 @@ def compare_runs(old: str | os.PathLike[str], new: str | os.PathLike[str], limit
     limits = limits or Limits()
     old_dir, a = load_results(old)
     new_dir, b = load_results(new)
+    if a.get("scenario") and b.get("scenario") and a["scenario"] != b["scenario"]:
+        raise ConfigError("new run", str(new_dir), f"a run of the old run's scenario {a['scenario']!r}, "
+                          f"not {b['scenario']!r}", "compare two runs of one scenario")
     sa, sb = a.get("stats") or {}, b.get("stats") or {}
     la, lb = sa.get("latency_ms") or {}, sb.get("latency_ms") or {}
     rows: list[dict[str, Any]] = []
@@ -88,6 +91,15 @@ def compare_runs(old: str | os.PathLike[str], new: str | os.PathLike[str], limit
     if x and y is not None:
         row("throughput (ops/s)", x, y, f"{(y - x) / x * 100:+.1f} %", y < x * (1 - limits.throughput_drop),
             f"regresses below −{limits.throughput_drop * 100:.0f} %")
+    # Availability: what the new run verified. A run against a dead target has fast, "clean"
+    # numbers; only its verified operations tell.
+    x, y = _verified_rate(a), _verified_rate(b)
+    if x and y is not None:
+        row("verified ops/s", x, y, f"{(y - x) / x * 100:+.1f} %", y < x * (1 - limits.throughput_drop),
+            f"regresses below −{limits.throughput_drop * 100:.0f} %")
+    worse = VERDICT_RANK.get(_verdict(b), 2) > VERDICT_RANK.get(_verdict(a), 2)
+    row("verdict", _verdict(a), _verdict(b), "worse" if worse else "same or better", worse,
+        "regresses when CLEAN becomes ANOMALIES or UNKNOWN")
     codes_a = {an["code"]: an["count"] for an in a.get("anomalies", ())}
     codes_b = {an["code"]: an["count"] for an in b.get("anomalies", ())}
     new_codes = sorted(set(codes_b) - set(codes_a))
@@ -98,6 +110,22 @@ def compare_runs(old: str | os.PathLike[str], new: str | os.PathLike[str], limit
             "still": [{"code": c, "old": codes_a[c], "new": codes_b[c]} for c in sorted(set(codes_a) & set(codes_b))],
             "limits": asdict(limits),
             "regressed": bool(new_codes) or verdict_worse or any(r["regressed"] for r in rows)}
+
+
+VERDICT_RANK = {"CLEAN": 0, "UNKNOWN": 1, "ANOMALIES": 1}
+
+
+def _verdict(results: dict[str, Any]) -> str:
+    return {True: "CLEAN", False: "ANOMALIES"}.get(results.get("valid"), "UNKNOWN")
+
+
+def _verified_rate(results: dict[str, Any]) -> float | None:
+    """Verified (ok) operations per second: older results lack verified_ops, use outcomes."""
+    verified = results.get("verified_ops", (results.get("outcomes") or {}).get("ok"))
+    duration = (results.get("stats") or {}).get("duration_s")
+    if verified is None or not duration:
+        return 0.0 if verified == 0 else None
+    return round(verified / duration, 2)
 
 
 def text(cmp: dict[str, Any]) -> list[str]:

@@ -101,10 +101,10 @@ def _evidence(a: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def context(run: RunDir, results: dict[str, Any]) -> dict[str, Any]:
+def context(run: RunDir, results: dict[str, Any], progress: bool = False) -> dict[str, Any]:
     meta = run.read_json("run.json") if (run.path / "run.json").exists() else {}
     w0, w1, why = choose_window(results, meta.get("started"))
-    view = collect(run.path, (w0, w1))
+    view = collect(run.path, (w0, w1), progress)
     origin = view.first or w0
     marked = anomalous_ops(results)
     points = charts.series(view.seconds)
@@ -136,7 +136,7 @@ def context(run: RunDir, results: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_report(run_path: RunDir | str | os.PathLike[str], results: dict[str, Any] | None = None,
-                  out: str | os.PathLike[str] | None = None) -> Path:
+                  out: str | os.PathLike[str] | None = None, progress: bool = False) -> Path:
     """Render ``report.html`` of a checked run folder (results.json; checks it first if missing)."""
     run = run_path if isinstance(run_path, RunDir) else RunDir(run_path)
     if results is None:
@@ -144,8 +144,8 @@ def render_report(run_path: RunDir | str | os.PathLike[str], results: dict[str, 
             results = run.read_json("results.json")
         else:
             from sessionstorm.checker import check_run
-            results = check_run(run)
-    html = env().get_template("report.html.j2").render(**context(run, results))
+            results = check_run(run, progress=progress)
+    html = env().get_template("report.html.j2").render(**context(run, results, progress))
     return write_atomically(Path(out) if out else run.path / "report.html", html)
 
 

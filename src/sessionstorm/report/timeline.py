@@ -38,6 +38,10 @@ def choose_window(results: dict[str, Any], started: float | None) -> tuple[float
             if times:
                 focus = min(times)
                 return focus - width / 4, focus + width * 3 / 4, f"around the first {a['code']} evidence"
+    for f in results.get("faults") or ():  # no anomaly: show the first fault, from just before it
+        if f.get("start"):
+            end = f.get("end") or f["start"] + width
+            return f["start"] - width / 4, max(end + width / 4, f["start"] + width), f"around the fault {f['spec']}"
     duration = (results.get("stats") or {}).get("duration_s") or 0.0
     if started is None:
         return 0.0, 0.0, "no start time recorded"
@@ -93,12 +97,15 @@ def layout(ops: list[TimelineOp], window: tuple[float, float], by: str, marked: 
 
 
 def fault_bands(faults: list[dict[str, Any]], window: tuple[float, float], x: Any) -> list[dict[str, Any]]:
-    """Fault events as shaded bands: a fault is on from its event to the next event of that name."""
+    """Fault events as shaded bands: a fault is on from its event to the next event of that name
+    (the nemesis's: ``spec``, ``phase`` start/end, ``began_wall`` when the action began)."""
     bands, open_at = [], {}
-    for f in sorted(faults, key=lambda f: f.get("wall") or 0):
-        name = str(f.get("name", "fault"))
-        if f.get("active", True):
-            open_at.setdefault(name, f.get("wall") or window[0])
+    for f in sorted(faults, key=lambda f: f.get("began_wall") or f.get("wall") or 0):
+        name = str(f.get("spec") or f.get("name", "fault"))
+        if f.get("phase") in ("skipped", "error") or (f.get("phase") == "start" and not f.get("applied", True)):
+            continue
+        if f.get("active", f.get("phase", "start") == "start"):
+            open_at.setdefault(name, f.get("began_wall") or f.get("wall") or window[0])
         elif name in open_at:
             bands.append((name, open_at.pop(name), f.get("wall") or window[1]))
     bands += [(name, t, window[1]) for name, t in open_at.items()]

@@ -12,15 +12,16 @@ factory ``(workdir, options) -> Backend``, which is how ``auto`` can pick one).
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from sessionstorm.profile.templates import base_values, dsn_values, url_values
+from sessionstorm.profile.templates import fill as _fill
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ class TargetHandle:
     env: dict[str, str] = field(default_factory=dict)
     pid: int | None = None
     _stop: Any = None
+    control: Any = None  # what sessionstorm.nemesis kills, pauses and starts again (None: cannot be faulted)
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -95,17 +97,17 @@ class TargetHandle:
 
 def template_values(postgres: PostgresInfo | None, redis: RedisInfo | None, provider: ServiceInfo | None,
                     port: int | None = None, host: str = "127.0.0.1") -> dict[str, str]:
-    """The names a target's command and env templates may use, e.g. ``{postgres_dsn}``."""
-    v: dict[str, str] = {"python": sys.executable, "host": host}
+    """The names a target's command and env templates may use, e.g. ``{postgres_dsn}``
+    (the same names as a profile's: `sessionstorm.profile.templates.STACK_NAMES`)."""
+    v: dict[str, str] = {**base_values(), "host": host}
     if port is not None:
         v["port"] = str(port)
     if postgres is not None:
-        v.update(postgres_dsn=postgres.dsn, postgres_host=postgres.host, postgres_port=str(postgres.port),
-                 postgres_user=postgres.user, postgres_password=postgres.password, postgres_db=postgres.dbname)
+        v.update(dsn_values(postgres.dsn))
     if redis is not None:
-        v.update(redis_url=redis.url, redis_host=redis.host, redis_port=str(redis.port), redis_db=str(redis.db))
+        v.update(url_values("redis", redis.url))
     if provider is not None:
-        v.update(provider_url=provider.url, provider_host=provider.host, provider_port=str(provider.port))
+        v.update(url_values("provider", provider.url))
     return v
 
 
@@ -121,14 +123,13 @@ def target_env(values: dict[str, str], admin_token: str) -> dict[str, str]:
     return env
 
 
-_NAME = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
-
-
 def fill(template: str, values: dict[str, str]) -> str:
-    """Replace ``{name}`` by its value; anything else (unknown names, JSON) stays as it is."""
-    return _NAME.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+    """Replace ``{name}`` by its value; anything else (unknown names, JSON) stays as it is.
+    The profile's one template engine, lenient: a profile's names were checked at load."""
+    return _fill(template, values, strict=False)
 
 
+DEFAULT_ADMIN_TOKEN = "sessionstorm-admin"  # unless Stack(admin_token=...)
 Progress = Callable[[str], None]  # one human-readable line, e.g. "redis ready on ... (0.1 s)"
 
 
@@ -180,7 +181,7 @@ class Backend(ABC):
         """A target's template values (``fixed`` overrides, e.g. the image's python) and its env:
         `target_env`, then ``env`` filled from those values."""
         values = {**template_values(postgres, redis, self.provider, port, host), **fixed}
-        admin = self.options.get("admin_token", "sessionstorm-admin")
+        admin = self.options.get("admin_token") or DEFAULT_ADMIN_TOKEN
         values["admin_token"] = admin
         return values, {**target_env(values, admin), **{k: fill(v, values) for k, v in env.items()}}
 
@@ -190,6 +191,12 @@ class Backend(ABC):
             return None
         self._redis_dbs += 1
         return self.redis.with_db(self._redis_dbs)
+
+    def fault_control(self, component: str) -> Any:
+        """The control sessionstorm.nemesis uses on ``postgres``, ``redis`` or ``provider``
+        (kill, stop, start again on the same port and data, pause, resume); None: it cannot
+        be faulted (an external service)."""
+        return None
 
     def pids(self) -> list[int]:
         """Every process this backend started and still tracks (for leak checks)."""

@@ -26,16 +26,19 @@ def up(backend: str | None, target_command: str | None, ready_path: str, no_targ
     def say(msg: str) -> None:
         click.echo(msg, err=True)
 
+    if bugs:
+        from sessionstorm.target.bugs import parse_bugs
+        parse_bugs(bugs)  # a typo is one line, before anything starts
     with Stack(backend, progress=say, provider_args=list(provider_args)) as stack:
         if target_command:
             stack.start_target(shlex.split(target_command), name="target", ready_path=ready_path)
         elif not no_target and importlib.util.find_spec("sessionstorm.target") is not None:
             stack.start_target(["{python}", "-m", "sessionstorm.target", "serve"],
                                env={"SESSIONSTORM_TARGET_BUGS": bugs}, name="reference")
-        for k, v in stack.info().items():
-            click.echo(f"{k}={v}")
-        say(f"stack up in {stack.start_seconds:.1f} s; Ctrl-C to stop")
-        try:
+        try:  # a Ctrl-C as soon as the addresses are out is a normal stop too
+            for k, v in stack.info().items():
+                click.echo(f"{k}={v}")
+            say(f"stack up in {stack.start_seconds:.1f} s; Ctrl-C to stop")
             signal.pause()  # until Ctrl-C (KeyboardInterrupt) or SIGTERM/SIGHUP (SystemExit)
         except KeyboardInterrupt:
             pass

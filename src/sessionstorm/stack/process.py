@@ -74,6 +74,29 @@ class Service(Executor):
         except OSError:
             return ""
 
+    # -- faults (sessionstorm.nemesis): the same command again, same port and data -------
+    def stop_for_restart(self) -> None:
+        """Stop gracefully (its stop signal, then SIGKILL after STOP_TIMEOUT); the log stays open."""
+        start_timeout, self._timeout = self._timeout, STOP_TIMEOUT
+        try:
+            self.stop()
+        except Exception:  # exited oddly on its stop signal: it is stopped all the same
+            self.kill(wait=True)
+        finally:
+            self._timeout = start_timeout
+
+    def start_again(self) -> None:
+        """Start the stopped or killed process again and wait until ready (StartupError if not)."""
+        if self.process is not None:
+            self.kill(wait=True)  # reap a killed process, so start() makes a new one
+        with open(self.log_path, "ab") as log:
+            log.write(b"\n-- sessionstorm nemesis: starting again --\n")
+        try:
+            self.start()
+        except (TimeoutExpired, ProcessExitedWithError, _ExitedEarly) as e:
+            state = self.last_state if isinstance(e, TimeoutExpired) else f"exited: {e}"
+            raise StartupError.with_logs(self.name, self.waited_for, state, self.log_tail()) from None
+
     def shutdown(self) -> None:
         """Stop the process group; kill it if it ignores the stop signal. Idempotent."""
         self._timeout = STOP_TIMEOUT  # mirakuru's stop() waits the start timeout otherwise

@@ -25,12 +25,24 @@ def main() -> None:
 @click.option("--workers", type=int, default=1, show_default=True, help="uvicorn worker processes")
 @click.option("--bugs", envvar="SESSIONSTORM_TARGET_BUGS", default="",
               help="comma-separated bug flags: " + ", ".join(BUGS))
-def serve(host: str, port: int, workers: int, bugs: str) -> None:
+@click.option("--reuse-port", is_flag=True,
+              help="bind with SO_REUSEPORT, so a second process can share the address and port (a stale twin)")
+def serve(host: str, port: int, workers: int, bugs: str, reuse_port: bool) -> None:
     """Serve the target; settings come from SESSIONSTORM_* env vars (the stack sets them)."""
     os.environ["SESSIONSTORM_TARGET_BUGS"] = ",".join(sorted(parse_bugs(bugs)))
     Settings.from_env()  # fail here, in one line, rather than in every worker
     if workers < 1:
         raise ConfigError("workers", workers, "an integer >= 1", "pass --workers 1 or more")
+    if reuse_port:  # uvicorn has no such option: bind the socket here and hand it over
+        import socket
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        from sessionstorm.target.app import create_app
+        config = uvicorn.Config(create_app(), log_level="warning", access_log=False, loop="uvloop", http="httptools")
+        uvicorn.Server(config).run(sockets=[sock])
+        return
     uvicorn.run("sessionstorm.target.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False, loop="uvloop", http="httptools")
 

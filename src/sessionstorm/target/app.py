@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from sessionstorm.target.conversations import Conversations
-from sessionstorm.target.db import create_key, ensure_schema
+from sessionstorm.target.db import StickyPool, create_key, ensure_schema
 from sessionstorm.target.errors import AppError
 from sessionstorm.target.gateway import Gateway
 from sessionstorm.target.observe import RedisSessions
@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=2, max_size=60)
+        pool: Any = (StickyPool(settings.postgres_dsn, max_size=60) if settings.has("no-db-reconnect")
+                     else await asyncpg.create_pool(settings.postgres_dsn, min_size=2, max_size=60))
         http = httpx.AsyncClient(base_url=settings.provider_url, timeout=httpx.Timeout(60.0, connect=5.0),
                                  limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
         try:

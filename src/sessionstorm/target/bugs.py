@@ -12,6 +12,10 @@ BUGS: dict[str, str] = {
     "unlocked-lazy-init": "the Redis client is (re)initialised lazily without a lock; readers see it half-made (seed 004)",
     "lost-update-observe": "observe reads the whole session, appends, writes it back, not atomically (seed 004)",
     "model-id-not-forwarded": "model_id is not sent and the key's session is reused whatever model is asked (seed 000)",
+    "no-db-reconnect": "a hand-rolled PostgreSQL pool keeps the connections it opened and never replaces a dead one: "
+                       "after PostgreSQL restarts, every database call fails (only faults reveal it)",
+    "redis-state-loss": "after Redis restarts the service assumes it came back empty, clears its namespace and treats "
+                        "a missing session as a new empty one: acknowledged observations vanish (only faults reveal it)",
     "stale-build": "an older build without the observe route, so FastAPI answers its generic 404 (seed 004)",
 }
 

@@ -1,8 +1,10 @@
 """Schema and key storage of the reference target (PostgreSQL through asyncpg)."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+from typing import Any
 
 import asyncpg
 
@@ -56,3 +58,62 @@ async def create_key(conn: asyncpg.Connection, user: str) -> dict[str, object]:
         key_id = await conn.fetchval("INSERT INTO api_keys(user_id, key_hash) VALUES ($1, $2) RETURNING id",
                                      user_id, hash_key(key))
     return {"api_key": key, "key_id": key_id, "user_id": user_id}
+
+
+class StickyPool:
+    """The ``no-db-reconnect`` bug: a hand-rolled pool with asyncpg.Pool's calls (``acquire``
+    awaited or as a context manager, ``release``, ``fetchval``, ``close``) that keeps every
+    connection it opened and hands it out again without checking it. After PostgreSQL
+    restarts, every connection it holds is dead and stays in the pool: every call fails."""
+
+    def __init__(self, dsn: str, max_size: int = 60) -> None:
+        self.dsn, self.max_size = dsn, max_size
+        self._idle: list[asyncpg.Connection] = []
+        self._all: list[asyncpg.Connection] = []
+        self._opening = 0
+        self._cond = asyncio.Condition()
+
+    def acquire(self) -> _Acquire:
+        return _Acquire(self)
+
+    async def _get(self) -> asyncpg.Connection:
+        async with self._cond:
+            while not self._idle and len(self._all) + self._opening >= self.max_size:
+                await self._cond.wait()
+            if self._idle:
+                return self._idle.pop()  # the bug: never asks whether it is still alive
+            self._opening += 1
+        try:
+            conn = await asyncpg.connect(self.dsn)
+            self._all.append(conn)
+            return conn
+        finally:
+            self._opening -= 1
+
+    async def release(self, conn: asyncpg.Connection) -> None:
+        async with self._cond:
+            self._idle.append(conn)
+            self._cond.notify()
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args)
+
+    async def close(self) -> None:
+        for conn in self._all:
+            conn.terminate()
+
+
+class _Acquire:
+    def __init__(self, pool: StickyPool) -> None:
+        self.pool, self.conn = pool, None
+
+    def __await__(self) -> Any:
+        return self.pool._get().__await__()
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self.conn = await self.pool._get()
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.release(self.conn)

@@ -12,6 +12,11 @@ observation is appended atomically (RPUSH). The bugs:
   deterministic, retries never help, as in seed 004.
 - ``lost-update-observe``: observe reads the whole session, appends, writes it back: two
   concurrent observes read the same list and the later write drops the other's entry.
+- ``redis-state-loss``: when a new client finds a different Redis server (its ``run_id``
+  changed: Redis restarted), the service assumes Redis came back empty and clears its
+  database to start clean, and it treats a missing session as a new, empty one (observe
+  creates it, read answers an empty list). Sessions acknowledged before the restart are
+  gone and nothing says so: observes answer 200, read-backs miss what came before.
 """
 from __future__ import annotations
 
@@ -48,6 +53,8 @@ class RedisSessions:
         self.url, self.ttl = settings.redis_url, ttl_s
         self.unlocked_init = settings.has("unlocked-lazy-init")
         self.lost_update = settings.has("lost-update-observe")
+        self.state_loss = settings.has("redis-state-loss")
+        self._run_id: str | None = None  # the Redis server's run id, seen by redis-state-loss
         self.client: aioredis.Redis | None = None
         self.prefix = ""
         self._born = 0.0
@@ -78,6 +85,8 @@ class RedisSessions:
         client = aioredis.from_url(self.url)
         await asyncio.sleep(INIT_S)
         await client.ping()
+        if self.state_loss:
+            await self._forget_on_new_server(client)
         prefix = (await client.get(CONFIG_KEY) or NAMESPACE.encode()).decode()
         self._retire()
         self.client, self.prefix, self._born, self._uses = client, prefix, time.monotonic(), 0
@@ -91,6 +100,12 @@ class RedisSessions:
         await asyncio.sleep(INIT_S)
         await self.client.ping()
         self.prefix = (await self.client.get(CONFIG_KEY) or NAMESPACE.encode()).decode()
+
+    async def _forget_on_new_server(self, client: aioredis.Redis) -> None:
+        run_id = (await client.info("server")).get("run_id")
+        if self._run_id is not None and run_id != self._run_id:
+            await client.flushdb()  # the bug: "a restarted Redis is an empty cache: start clean"
+        self._run_id = run_id
 
     def _retire(self) -> None:
         # Old clients may still serve in-flight requests; they are closed at shutdown.
@@ -131,7 +146,7 @@ class RedisSessions:
             await client.set(key, orjson.dumps(items), ex=max(ttl, 1))  # overwrites whatever came in between
             return {"session_id": session_id, "length": len(items)}
         await asyncio.sleep(WORK_S)  # processing; the append below does not depend on it
-        length = await client.eval(_APPEND, 1, key, item)  # atomic: exists-check and append in one step
+        length = await client.eval(_UPSERT if self.state_loss else _APPEND, 1, key, item)  # atomic: exists-check and append in one step
         if length < 0:
             raise _not_found(session_id)
         return {"session_id": session_id, "length": length}
@@ -140,6 +155,8 @@ class RedisSessions:
         self._check_id(session_id)
         client, prefix = await self._client()
         doc = await client.get(prefix + session_id)
+        if doc is None and self.state_loss:
+            doc = b"[]"  # the bug: a missing session reads as a new, empty one
         if doc is None:
             raise _not_found(session_id)
         return {"session_id": session_id, "observations": orjson.loads(doc)}
@@ -163,6 +180,9 @@ redis.call('SET', KEYS[1], doc, 'KEEPTTL')
 if n == 1 then return 1 end
 return #cjson.decode(doc)
 """
+
+# redis-state-loss: a missing session is made anew (empty) instead of answering 404.
+_UPSERT = "if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], '[]', 'EX', 3600) end\n" + _APPEND
 
 
 def _not_found(session_id: str) -> AppError:

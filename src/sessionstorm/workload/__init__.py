@@ -23,10 +23,10 @@ conversation   ``message`` (value = canary sent, turn and session_seen as the se
 """
 from __future__ import annotations
 
+from sessionstorm.profile import Profile, load_profile
+from sessionstorm.stack.launch import RunningTarget
 from sessionstorm.workload import conversation, gateway, observe
-from sessionstorm.workload.launch import RunningTarget
 from sessionstorm.workload.op import Request, transport_error
-from sessionstorm.workload.profile import Profile, load_profile
 from sessionstorm.workload.prompts import PromptMaker
 
 # kind -> parser(op, status, headers, body) for complete (non-streamed) replies

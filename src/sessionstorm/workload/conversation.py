@@ -12,18 +12,25 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from sessionstorm.canary import find_canaries
+from sessionstorm.workload import declared
 from sessionstorm.workload.op import (
-    Headers, Request, excerpt, new_op, read_reply,
+    Headers,
+    Request,
+    excerpt,
+    new_op,
+    read_reply,
 )
 
 if TYPE_CHECKING:
-    from sessionstorm.workload.profile import Profile
+    from sessionstorm.profile import Profile
     from sessionstorm.workload.prompts import PromptMaker
 
 FLAVOR = "conversation"
 
 
 def build_message(profile: Profile, prompts: PromptMaker, user_id: str, *, key: str | None = None) -> Request:
+    if (spec := profile.op_for("message")) is not None:
+        return declared.build(spec, profile, prompts, key=key, user=user_id)
     op = new_op("message", FLAVOR, key=key, user=user_id)
     text = prompts.message(op["canaries_sent"][0])
     op["value"], op["prompt_excerpt"] = op["canaries_sent"][0], excerpt(text)
@@ -32,7 +39,7 @@ def build_message(profile: Profile, prompts: PromptMaker, user_id: str, *, key: 
         headers[profile.target.request_id_header] = op["id"]
         op["request_id_sent"] = op["id"]
     body = orjson.dumps({"content": text})
-    return Request("POST", profile.path("message", user_id=user_id), headers, body, op)
+    return declared.identified(Request("POST", profile.path("message", user_id=user_id), headers, body, op), profile)
 
 
 def parse(op: dict[str, Any], status: int, headers: Headers | None, body: bytes | str | None) -> dict[str, Any]:

@@ -11,13 +11,22 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from sessionstorm.canary import Echo, find_canaries, parse_echo
+from sessionstorm.workload import declared
 from sessionstorm.workload.op import (
-    Headers, Request, apply_status, decode_json, error_text, excerpt, lower_headers, new_op, transport_error,
+    Headers,
+    Request,
+    apply_status,
+    decode_json,
+    error_text,
+    excerpt,
+    lower_headers,
+    new_op,
+    transport_error,
 )
 from sessionstorm.workload.sse import SSEDecoder, StreamStats
 
 if TYPE_CHECKING:
-    from sessionstorm.workload.profile import Profile
+    from sessionstorm.profile import Profile
     from sessionstorm.workload.prompts import PromptMaker
 
 FLAVOR = "gateway"
@@ -25,6 +34,9 @@ FLAVOR = "gateway"
 
 def build_chat(profile: Profile, prompts: PromptMaker, *, key: str | None, model: str,
                user: str | None = None, stream: bool = False, max_tokens: int = 64) -> Request:
+    spec = profile.op_for("chat")
+    if spec is not None:  # a declared [ops.*] operation
+        return declared.build(spec, profile, prompts, key=key, user=user, model=model, stream=stream)
     op = new_op("chat_stream" if stream else "chat", FLAVOR, key=key, user=user, model_asked=model)
     prompt = prompts.chat(op["canaries_sent"][0])
     op["prompt_excerpt"] = excerpt(prompt)
@@ -36,7 +48,7 @@ def build_chat(profile: Profile, prompts: PromptMaker, *, key: str | None, model
     if profile.target.request_id_header:
         headers[profile.target.request_id_header] = op["id"]
         op["request_id_sent"] = op["id"]
-    return Request("POST", profile.path("chat"), headers, orjson.dumps(body), op)
+    return declared.identified(Request("POST", profile.path("chat"), headers, orjson.dumps(body), op), profile)
 
 
 def _content(doc: Any) -> str | None:

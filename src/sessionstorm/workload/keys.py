@@ -9,10 +9,10 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from sessionstorm.errors import StartupError
-from sessionstorm.workload.profile import fill, resolve_hook
+from sessionstorm.profile import fill, resolve_hook
 
 if TYPE_CHECKING:
-    from sessionstorm.workload.launch import RunningTarget
+    from sessionstorm.stack.launch import RunningTarget
 
 
 def make_keys(target: RunningTarget, users: list[str]) -> dict[str, str]:

@@ -13,12 +13,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from sessionstorm.canary import find_canaries
+from sessionstorm.workload import declared
 from sessionstorm.workload.op import (
-    Headers, Request, excerpt, new_op, read_reply,
+    Headers,
+    Request,
+    excerpt,
+    new_op,
+    read_reply,
 )
 
 if TYPE_CHECKING:
-    from sessionstorm.workload.profile import Profile
+    from sessionstorm.profile import Profile
     from sessionstorm.workload.prompts import PromptMaker
 
 FLAVOR = "observe"
@@ -35,27 +40,35 @@ def _headers(profile: Profile, key: str | None, op: dict[str, Any], json: bool) 
 
 
 def build_create(profile: Profile, *, key: str | None = None, user: str | None = None) -> Request:
+    if (spec := profile.op_for("create_session")) is not None:
+        return declared.build(spec, profile, key=key, user=user)
     op = new_op("create_session", FLAVOR, key=key, user=user)
-    return Request("POST", profile.path("create_session"), _headers(profile, key, op, True), b"{}", op)
+    return declared.identified(Request("POST", profile.path("create_session"), _headers(profile, key, op, True), b"{}", op), profile)
 
 
 def build_observe(profile: Profile, prompts: PromptMaker, session_id: str, *,
                   key: str | None = None, user: str | None = None) -> Request:
+    if (spec := profile.op_for("observe")) is not None:
+        return declared.build(spec, profile, prompts, key=key, user=user, session_id=session_id)
     op = new_op("observe", FLAVOR, key=key, user=user, session_sent=session_id)
     text = prompts.observation(op["canaries_sent"][0])
     op["value"], op["prompt_excerpt"] = op["canaries_sent"][0], excerpt(text)
     body = orjson.dumps({"observation": text})
-    return Request("POST", profile.path("observe", session_id=session_id), _headers(profile, key, op, True), body, op)
+    return declared.identified(Request("POST", profile.path("observe", session_id=session_id), _headers(profile, key, op, True), body, op), profile)
 
 
 def build_read(profile: Profile, session_id: str, *, key: str | None = None, user: str | None = None) -> Request:
+    if (spec := profile.op_for("read_session")) is not None:
+        return declared.build(spec, profile, key=key, user=user, session_id=session_id)
     op = new_op("read_session", FLAVOR, key=key, user=user, session_sent=session_id)
-    return Request("GET", profile.path("read_session", session_id=session_id), _headers(profile, key, op, False), None, op)
+    return declared.identified(Request("GET", profile.path("read_session", session_id=session_id), _headers(profile, key, op, False), None, op), profile)
 
 
 def build_delete(profile: Profile, session_id: str, *, key: str | None = None, user: str | None = None) -> Request:
+    if (spec := profile.op_for("delete_session")) is not None:
+        return declared.build(spec, profile, key=key, user=user, session_id=session_id)
     op = new_op("delete_session", FLAVOR, key=key, user=user, session_sent=session_id)
-    return Request("DELETE", profile.path("delete_session", session_id=session_id), _headers(profile, key, op, False), None, op)
+    return declared.identified(Request("DELETE", profile.path("delete_session", session_id=session_id), _headers(profile, key, op, False), None, op), profile)
 
 
 def parse(op: dict[str, Any], status: int, headers: Headers | None, body: bytes | str | None) -> dict[str, Any]:

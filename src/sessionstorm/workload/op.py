@@ -31,6 +31,10 @@ class Request:
     headers: dict[str, str]
     body: bytes | None
     op: dict[str, Any]
+    # A declared operation's own reply parser (op, status, headers, body) and stream reader
+    # factory (op) -> object with begin/feed/finish; None: the kind's (workload.PARSERS).
+    parse: Any = None
+    stream: Any = None
 
     @property
     def canary(self) -> str:
