@@ -21,7 +21,7 @@ from sessionstorm.driver import run_scenario
 from sessionstorm.profiles import REFERENCE
 from sessionstorm.run import Run
 from sessionstorm.scenarios import SCENARIOS
-from sessionstorm.stack.launch import RunningTarget, attach, launch
+from sessionstorm.stack.launch import RunningTarget, attach, launch, provider_args
 from sessionstorm.profile import Profile, load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,18 +54,25 @@ def is_reference(request: pytest.FixtureRequest) -> bool:
 def target_for(profile: Profile, is_reference: bool, request: pytest.FixtureRequest) -> Iterator[Callable[[str], RunningTarget]]:
     """A running target per bug set (one per worker, reused by its tests)."""
     started: dict[str, RunningTarget] = {}
+    own: list[Any] = []  # a stack of the suite's own when the profile's [provider] table sets the provider
 
     def get(bugs: str = "") -> RunningTarget:
         if bugs not in started:
             if profile.target.base_url:
                 started[bugs] = attach(profile)
             else:
-                stack = request.getfixturevalue("sessionstorm_stack")
+                if provider_args(profile) and not own:
+                    from sessionstorm.stack import Stack
+                    own.append(Stack(request.config.getoption("--sessionstorm-backend"),
+                                     provider_args=provider_args(profile)).start())
+                stack = own[0] if own else request.getfixturevalue("sessionstorm_stack")
                 started[bugs] = launch(profile, stack, vars={"bugs": bugs} if is_reference else None,
                                        name=(bugs or "clean").replace(",", "+"))
         return started[bugs]
 
     yield get
+    for stack in own:
+        stack.stop()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from sessionstorm.stack.launch import RunningTarget, launch
+from sessionstorm.stack.launch import RunningTarget, launch, provider_args
 
 REPORTS = Path(os.environ.get("SESSIONSTORM_REPORTS", Path(__file__).resolve().parent.parent / "reports")) / "regression"
 
@@ -40,10 +40,10 @@ SAFETY = {"CROSSTALK", "WRONG_MODEL", "REQUEST_ID_MISMATCH", "STREAM_INTERLEAVED
           "CONTEXT_LOSS", "SPURIOUS_NOT_FOUND", "LOST_WRITE", "INVARIANT_VIOLATED"}
 
 
-def _stack(backend: str | None) -> Iterator[Any]:
+def _stack(backend: str | None, args: list[str] | None = None) -> Iterator[Any]:
     from sessionstorm.stack import Stack
 
-    with Stack(backend) as stack:
+    with Stack(backend, provider_args=args) as stack:
         yield stack
 
 
@@ -54,7 +54,8 @@ def fault_stack(request: pytest.FixtureRequest, is_reference: bool) -> Iterator[
     on it alone."""
     if not is_reference:
         pytest.skip("fault tests launch the reference target on a stack of their own")
-    yield from _stack(request.config.getoption("--sessionstorm-backend"))
+    yield from _stack(request.config.getoption("--sessionstorm-backend"),
+                      provider_args(request.getfixturevalue("profile")))  # its [provider] table
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from sessionstorm import guard
 from sessionstorm.errors import ConfigError
 from sessionstorm.rundir import DEFAULT_ROOT, RunDir
 from sessionstorm.profile import Profile, load_profile, with_base_url
-from sessionstorm.stack.launch import RunningTarget, attach, launch
+from sessionstorm.stack.launch import RunningTarget, attach, launch, provider_args
 
 SCHEMA_VERSION = 1
 # Fresh connections per address before load: two listeners sharing a port (SO_REUSEPORT) are
@@ -215,7 +215,8 @@ class Run:
                     self.target = attach(self.profile)
                 else:
                     from sessionstorm.stack import Stack
-                    self.stack = Stack(self.backend, progress=self.progress).start()
+                    self.stack = Stack(self.backend, progress=self.progress,
+                                       provider_args=provider_args(self.profile)).start()
                     self.target = launch(self.profile, self.stack,
                                          vars=None if self.own_profile else {"bugs": self.bugs})
                     self.launched = True

@@ -40,6 +40,8 @@ from sessionstorm.history import HistoryWriter, process_name
 from sessionstorm.rundir import RunDir
 
 log = logging.getLogger("sessionstorm")
+# Locust logs at INFO: the harness's own requests (preflight, keys) are not the load's news.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 SETUP_MESSAGE = "sessionstorm_setup"
 HELLO_MESSAGE = "sessionstorm_hello"
 REFUSED_MESSAGE = "sessionstorm_refused"

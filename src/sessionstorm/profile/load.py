@@ -84,7 +84,8 @@ def _from_text(text: str, tp: Any) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         pass
-    if get_origin(tp) is list and get_args(tp)[0] is str:
+    options = get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)  # e.g. list[str] | int
+    if any(get_origin(o) is list and get_args(o)[0] is str for o in options):
         return [p.strip() for p in text.split(",") if p.strip()]
     return text
 
@@ -168,6 +169,12 @@ def load_profile(path: str | os.PathLike[str] | None = None, overrides: Mapping[
     if ops and not flavors_given:  # the flavors are those of the declared operations
         flavors = list(dict.fromkeys(s.flavor for s in ops.values()))
         merged["target"] = replace(target, flavors=flavors)
+    names_given = "names" in raw.get("models", {}) or _env_name("models", "names") in env \
+        or "models.names" in overrides
+    if merged["provider"].models is not None and not names_given:  # ask for what the stub serves
+        from sessionstorm.profile.provider import check_provider, provider_models
+        check_provider(merged["provider"], source)
+        merged["models"] = replace(merged["models"], names=provider_models(merged["provider"]))
     profile = Profile(**merged, invariants=invariants, ops=ops, faults=_faults(raw.get("faults", []), source),
                       source=source)
     _validate(profile, path)
@@ -304,6 +311,8 @@ def _validate(p: Profile, path: str | os.PathLike[str] | None) -> None:
         raise ConfigError("models.names", "[]", "at least one model name", _fix("models", "names", src))
     _validate_keys(p)
     _validate_contract(p)
+    from sessionstorm.profile.provider import check_provider
+    check_provider(p.provider, src)
     for f in fields(ThresholdsSection):
         v = getattr(p.thresholds, f.name)
         limit = 1.0 if f.name in ("error_rate", "info_rate", "session_reuse_ratio") else float("inf")

@@ -1,6 +1,6 @@
 """The shape of a target profile: one frozen dataclass per TOML table.
 
-``[target] [paths] [auth] [models] [keys] [database] [thresholds] [contract]`` are typed
+``[target] [paths] [auth] [models] [keys] [database] [thresholds] [contract] [provider]`` are typed
 tables (their annotations are the schema the loader checks values against);
 ``[invariants]`` maps names to SQL; ``[ops.NAME]`` declares one operation each (`OpSpec`).
 """
@@ -120,6 +120,31 @@ class ContractSection:
 
 
 @dataclass(frozen=True)
+class ProviderSection:
+    """The stub provider the stack starts (`sessionstorm.provider`); unset keys keep its defaults.
+
+    Each key is the provider's command-line flag (``ttft_ms`` is ``--ttft-ms``);
+    `sessionstorm.profile.provider` checks them and turns them into flags.
+    """
+
+    mode: str | None = None               # openai | proxy-router (default openai)
+    models: list[str] | int | None = None  # names, or a count of generated 0x-hex ids (seeded)
+    seed: int | None = None               # jitter, faults and generated ids
+    basic_auth: str | None = None         # USER:PASS (proxy-router mode)
+    ttft_ms: float | None = None
+    token_ms: float | None = None
+    jitter_ms: float | None = None
+    min_tokens: int | None = None
+    max_tokens: int | None = None
+    fault_500: float | None = None
+    fault_drop: float | None = None
+    fault_cut: float | None = None
+    delay_ms: float | None = None
+    session_open_ms: float | None = None
+    session_ttl_s: float | None = None
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     format: str = "sse"                   # sse | ndjson
     text: str = "choices[0].delta.content"  # JMESPath into each event: its text
@@ -179,6 +204,7 @@ class Profile:
     thresholds: ThresholdsSection
     invariants: dict[str, str]
     contract: ContractSection = field(default_factory=ContractSection)
+    provider: ProviderSection = field(default_factory=ProviderSection)
     ops: dict[str, OpSpec] = field(default_factory=dict)
     faults: tuple[str, ...] = ()         # [[faults]]: fault specs (sessionstorm.nemesis), e.g. "kill:target@5+3"
     source: str = "<defaults>"
@@ -208,10 +234,13 @@ class Profile:
         from dataclasses import asdict
 
         d = {name: asdict(getattr(self, name)) for name in
-             ("target", "paths", "auth", "models", "keys", "database", "thresholds", "contract")}
+             ("target", "paths", "auth", "models", "keys", "database", "thresholds", "contract",
+                          "provider")}
         d["invariants"] = dict(self.invariants)
         d["ops"] = {name: asdict(spec) for name, spec in self.ops.items()}
         d["keys"]["literal"] = [f"<{len(self.keys.literal)} keys>"] if self.keys.literal else []
+        if self.provider.basic_auth:
+            d["provider"]["basic_auth"] = "<redacted>"
         d["faults"] = list(self.faults)
         d["source"] = self.source
         return d
@@ -220,5 +249,6 @@ class Profile:
 SECTIONS: dict[str, type] = {
     "target": TargetSection, "paths": PathsSection, "auth": AuthSection, "models": ModelsSection,
     "keys": KeysSection, "database": DatabaseSection, "thresholds": ThresholdsSection, "contract": ContractSection,
+    "provider": ProviderSection,
 }
 FREE_SECTIONS = ("invariants", "ops")

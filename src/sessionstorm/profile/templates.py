@@ -23,6 +23,7 @@ _ESCAPED = re.compile(r"\{\{([a-zA-Z_][a-zA-Z0-9_]*)\}\}")
 STACK_NAMES = ("postgres_dsn", "postgres_dsn_asyncpg", "postgres_dsn_psycopg", "postgres_dsn_libpq",
                "postgres_host", "postgres_port", "postgres_user", "postgres_password", "postgres_db",
                "redis_url", "redis_host", "redis_port", "redis_db", "provider_url", "provider_host", "provider_port",
+               "provider_models", "provider_model_ids",
                "host", "port", "admin_token", "python", "profile_dir")
 # Filled per operation, when a request is built.
 OP_NAMES = ("canary", "prompt", "session_id", "user", "user_id", "key", "model", "op_id", "request_id")

@@ -16,6 +16,7 @@ from typing import Any
 
 from sessionstorm.errors import StartupError
 from sessionstorm.profile import Profile, fill, profile_dir, with_base_url
+from sessionstorm.profile.provider import provider_args, provider_values
 from sessionstorm.profile.templates import (
     LATE_NAMES,
     base_values,
@@ -74,7 +75,8 @@ def launch(profile: Profile, stack: Any, vars: Mapping[str, str] | None = None, 
     t = profile.target
     name = name or t.name
     dsn = stack.create_database(f"{name}_{os.urandom(3).hex()}") if _part(stack, "postgres") is not None else None
-    values = {**stack_values(stack, dsn), "profile_dir": profile_dir(profile), **t.vars, **(vars or {})}
+    values = {**stack_values(stack, dsn), **provider_values(profile), "profile_dir": profile_dir(profile), **t.vars,
+              **(vars or {})}
     late = {n: f"{{{n}}}" for n in LATE_NAMES}  # the stack fills these as the target starts
 
     def early(text: str, setting: str) -> str:
@@ -114,4 +116,4 @@ def attach(profile: Profile, values: Mapping[str, str] | None = None) -> Running
     return RunningTarget(profile, (profile.target.base_url or "").rstrip("/"), db, vals)
 
 
-__all__ = ["RunningTarget", "attach", "launch", "stack_values"]
+__all__ = ["RunningTarget", "attach", "launch", "provider_args", "stack_values"]
