@@ -20,5 +20,8 @@ class TransportExposingProtocol(HttpToolsProtocol):
 
 def serve(app: Any, host: str, port: int, log_level: str = "warning") -> None:
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http=TransportExposingProtocol,
-                            lifespan="on", access_log=False, log_level=log_level, timeout_graceful_shutdown=2)
+                            lifespan="on", access_log=False, log_level=log_level, timeout_graceful_shutdown=2,
+                            # longer than clients keep idle connections (httpx: 5 s): uvicorn's default of
+                            # 5 s raced them, and a request on a just-closed connection failed (ReadError)
+                            timeout_keep_alive=30)
     uvicorn.Server(config).run()

@@ -41,7 +41,8 @@ def create_app(settings: Settings | None = None) -> Any:
         pool: Any = (StickyPool(settings.postgres_dsn, max_size=60) if settings.has("no-db-reconnect")
                      else await asyncpg.create_pool(settings.postgres_dsn, min_size=2, max_size=60))
         http = httpx.AsyncClient(base_url=settings.provider_url, timeout=httpx.Timeout(60.0, connect=5.0),
-                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
+                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=100,
+                                                     keepalive_expiry=2.0))  # below any provider's keep-alive
         try:
             await ensure_schema(pool, settings.bugs)
             app.state.pool = pool
