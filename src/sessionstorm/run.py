@@ -160,6 +160,7 @@ class Run:
         self.metrics_port = metrics_port
         if metrics_port is not None and not 0 <= metrics_port <= 65535:
             raise ConfigError("metrics-port", metrics_port, "a port number 0..65535", "pass --metrics-port 9108")
+        self.addresses: list[str] = []  # the target's, resolved by the guard before any request
         if host and not host.startswith(("http://", "https://")):
             raise ConfigError("host", host, "an http:// or https:// URL", "pass --host http://127.0.0.1:8000")
         if target is None and (host or self.profile.target.base_url):
@@ -300,7 +301,7 @@ class Run:
             "schema_version": SCHEMA_VERSION, "scenario": self.scenario, "driver": self.driver,
             "command": self.command, "started": self.started, "interrupted": False, "lost_workers": [],
             "settings": self.settings, "thresholds": self.thresholds, "stopped_by": self.stopped_by,
-            "allow_remote": self.allow_remote, "addresses": getattr(self, "addresses", None),
+            "allow_remote": self.allow_remote, "addresses": self.addresses,
             "target": {"url": t.url if t else None, "launched": self.launched, "bugs": self.bugs or None,
                        "profile": self.profile.redacted()},
             "stack": None if stack is None else {
