@@ -67,6 +67,7 @@ CASES = [  # (argv, words that the one line must hold); {p:NAME} is a profile ab
     (["run", "shared_key", "--host", "http://127.0.0.1:9"], "host=http://127.0.0.1:9"),
     (["run", "shared_key", "--target-profile", "{tmp}/missing.toml"], "missing.toml"),
     (["run", "shared_key", "--set", "target.timeout_s=-1"], "target.timeout_s=-1"),
+    (["run", "shared_key", "--set", "target.reprobe_s=0.01"], "target.reprobe_s=0.01"),
     (["run", "shared_key", "--set", "nosection.key=1"], "nosection.key"),
     (["run", "shared_key", "--set", "garbage"], "--set=garbage"),
     (["run", "shared_key", "--target-profile", "{p:syntax}"], "TOML"),

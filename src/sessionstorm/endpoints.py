@@ -227,6 +227,14 @@ class SpreadTransport(httpx.AsyncHTTPTransport):
         self._pool._network_backend = _SpreadBackend(spreader)
 
 
+def target_client(url: str, resolve: Mapping[str, Sequence[str]] | None = None, *, allow_remote: bool = False,
+                  **kwargs: Any) -> httpx.AsyncClient:
+    """A client for the few requests before load (reachability, keys): its connections go
+    where ``[target] resolve`` pins the name, the first answering address first."""
+    spreader = Spreader.for_url(url, resolve, "first", allow_remote=allow_remote)
+    return httpx.AsyncClient(base_url=url, transport=SpreadTransport(spreader), **kwargs)
+
+
 def spread_connection_pool(pool: Any, spreader: Spreader) -> Any:
     """Make a geventhttpclient ``ConnectionPool`` (``HTTPClient._connection_pool``) open its new
     connections in `Spreader.order`. Its ``_create_socket`` tries what ``_resolve`` returns in
@@ -348,11 +356,18 @@ def variant_of(fp: dict[str, Any], labels: dict[tuple[str, ...], str]) -> str:
     return labels[_key(fp)]
 
 
-def compare(url: str, fingerprints: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def unwell(fp: dict[str, Any]) -> bool:
+    """Readiness answered 5xx or 429: a server under stress or a fault, which says nothing of
+    which build it is (under load one server can answer 200 and 503 a moment apart)."""
+    return isinstance(fp.get("ready"), int) and (fp["ready"] >= 500 or fp["ready"] == 429)
+
+
+def compare(url: str, fingerprints: Sequence[dict[str, Any]], skip_unwell: bool = False) -> list[dict[str, Any]]:
     """A SPLIT_ENDPOINT finding if the answering connections saw more than one server.
-    Connections that failed are not a split (clients fall back to the next address)."""
+    Connections that failed are not a split (clients fall back to the next address);
+    ``skip_unwell`` (probes during load): neither are connections whose readiness was unwell."""
     _, host, port = split_url(url)
-    ok = [fp for fp in fingerprints if "error" not in fp]
+    ok = [fp for fp in fingerprints if "error" not in fp and not (skip_unwell and unwell(fp))]
     variants = label_variants(ok)
     if len(variants) < 2:
         return []
@@ -384,13 +399,21 @@ async def asurvey(url: str, addresses: Sequence[Address], **kwargs: Any) -> list
 
 
 async def apreflight(url: str, overrides: Mapping[str, Sequence[str]] | None = None, *,
-                     allow_remote: bool = False, **kwargs: Any) -> list[dict[str, Any]]:
-    return compare(url, await asurvey(url, resolve(url, overrides, allow_remote=allow_remote), **kwargs))
+                     allow_remote: bool = False, skip_unwell: bool = False, **kwargs: Any) -> list[dict[str, Any]]:
+    return compare(url, await asurvey(url, resolve(url, overrides, allow_remote=allow_remote), **kwargs),
+                   skip_unwell=skip_unwell)
+
+
+def survey(url: str, overrides: Mapping[str, Sequence[str]] | None = None, *, allow_remote: bool = False,
+           **kwargs: Any) -> list[dict[str, Any]]:
+    """Every address's fingerprints (what `preflight` compares), for a caller that keeps them."""
+    return asyncio.run(asurvey(url, resolve(url, overrides, allow_remote=allow_remote), **kwargs))
 
 
 def preflight(url: str, overrides: Mapping[str, Sequence[str]] | None = None, *,
-              allow_remote: bool = False, **kwargs: Any) -> list[dict[str, Any]]:
+              allow_remote: bool = False, skip_unwell: bool = False, **kwargs: Any) -> list[dict[str, Any]]:
     """Resolve ``url``, fingerprint every address over several fresh connections, compare:
     ``[]`` or one SPLIT_ENDPOINT finding. Keyword arguments as for `fingerprint`. Bad input
-    (unresolvable host, non-IP or remote override) raises ConfigError before any probe."""
-    return asyncio.run(apreflight(url, overrides, allow_remote=allow_remote, **kwargs))
+    (unresolvable host, non-IP or remote override) raises ConfigError before any probe.
+    ``skip_unwell``: see `compare` (the re-probes during a run use it)."""
+    return asyncio.run(apreflight(url, overrides, allow_remote=allow_remote, skip_unwell=skip_unwell, **kwargs))

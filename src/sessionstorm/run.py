@@ -168,8 +168,8 @@ class Run:
             url = host or str(self.profile.target.base_url)
             self.addresses = guard.check_target(url, self.allow_remote, self.profile.target.resolve or None)
             setting, fix = ("host", "start the service or fix --host") if host else ("target.base_url", None)
-            check_reachable(url, self.profile.target.ready_path, setting=setting,
-                            **({"fix": fix} if fix else {}))
+            check_reachable(url, self.profile.target.ready_path, setting=setting, **({"fix": fix} if fix else {}),
+                            resolve=self.profile.target.resolve or None, allow_remote=self.allow_remote)
         if host:
             self.profile = with_base_url(self.profile, host.rstrip("/"))
         if target is not None and not bugs:  # a target launched elsewhere (regression) says its flags
@@ -196,6 +196,9 @@ class Run:
         self.dir: RunDir | None = None
         self.started: float | None = None
         self.results: dict[str, Any] | None = None
+        self._reprober: threading.Thread | None = None
+        self._reprobe_stop, self._probe_lock = threading.Event(), threading.Lock()
+        self._told: set[tuple[Any, ...]] = set()  # findings already on the console
 
     def _rails(self, max_rps: float | None, max_requests: int | None,
                abort_error_rate: float | None) -> dict[str, Any] | None:
@@ -235,10 +238,14 @@ class Run:
             if self.wire.metrics is not None:
                 self.progress(f"metrics on {self.wire.metrics.url}")
             self.preflight()
+            if self.profile.target.reprobe_s:
+                self._reprober = threading.Thread(target=self._reprobe, name="sessionstorm-reprobe", daemon=True)
+                self._reprober.start()
             if self.faults:
                 from sessionstorm import nemesis
                 self.nemesis = nemesis.start_for(self, self._proxy, self.stack or self.fault_stack)
         except BaseException:
+            self._stop_reprobe()
             if self._proxy is not None:
                 self._proxy.stop()
             self._stop_stack()
@@ -273,25 +280,60 @@ class Run:
         self.secrets = [s for s in found if s]
         return self.secrets
 
-    def preflight(self) -> list[dict[str, Any]]:
-        """Fingerprint every address of the target before load; a split is a SPLIT_ENDPOINT
-        finding in the history (and on the console), checked like any other."""
+    def preflight(self, probe: int = 0) -> list[dict[str, Any]]:
+        """Fingerprint every address of the target; a split is a SPLIT_ENDPOINT finding in the
+        history (and on the console), checked like any other. Probe 0 runs before load; probes
+        1, 2, ... every ``[target] reprobe_s`` during it (`_reprobe`), for a split that appears later."""
         from sessionstorm import endpoints
-        from sessionstorm.history import HistoryWriter, process_name
 
         assert self.dir is not None
         t = self.profile.target
         t0 = time.monotonic()
         session_path = self.profile.paths.observe if "observe" in t.flavors else None
-        findings = endpoints.preflight(self.url, t.resolve or None, allow_remote=self.allow_remote,
-                                       ready_path=t.ready_path, identity_header=t.identity_header or None,
-                                       session_path=session_path, connections=PREFLIGHT_CONNECTIONS)
-        took = time.monotonic() - t0
-        with HistoryWriter(self.dir.history_path(process_name("preflight"))) as h:
-            h.event("preflight", url=self.url, addresses=self.addresses, findings=findings, seconds=round(took, 3))
-        for f in findings:
-            self.progress(f"preflight: {f['code']}: {f['detail']}; {f['fix']}")
+        fps = endpoints.survey(self.url, t.resolve or None, allow_remote=self.allow_remote, ready_path=t.ready_path,
+                               identity_header=t.identity_header or None, session_path=session_path,
+                               connections=PREFLIGHT_CONNECTIONS)
+        findings = endpoints.compare(self.url, fps, skip_unwell=probe > 0)
+        answered: dict[str, int] = {}  # connections that answered, by address: what the probe could compare
+        for fp in fps:
+            if "error" not in fp:
+                answered[fp["address"]] = answered.get(fp["address"], 0) + 1
+        self._record_probe(probe, findings=findings, answered=answered, seconds=round(time.monotonic() - t0, 3))
         return findings
+
+    def _record_probe(self, probe: int, **data: Any) -> None:
+        from sessionstorm.history import HistoryWriter, process_name
+
+        assert self.dir is not None
+        with self._probe_lock:  # never a probe's record after finish() has stopped the probes
+            if probe and self._reprobe_stop.is_set():
+                return
+            with HistoryWriter(self.dir.history_path(process_name("preflight"))) as h:
+                h.event("preflight", url=self.url, addresses=self.addresses, probe=probe,
+                        after_s=round(time.time() - (self.started or time.time()), 1), **data)
+        for f in data.get("findings") or []:
+            from sessionstorm.checker.endpoints import split_key
+            if split_key(f) not in self._told:
+                self._told.add(split_key(f))
+                when = f"probe {probe} during the run" if probe else "preflight"
+                self.progress(f"{when}: {f['code']}: {f['detail']}; {f['fix']}")
+
+    def _reprobe(self) -> None:
+        """The preflight again every ``[target] reprobe_s`` until finish(): in a soak of hours a
+        second server can appear long after the first probe (a deploy that left the old one)."""
+        every, probe = self.profile.target.reprobe_s, 0
+        while not self._reprobe_stop.wait(every):
+            probe += 1
+            try:
+                self.preflight(probe)
+            except Exception as e:  # a probe that could not run is noted; the run goes on
+                self._record_probe(probe, findings=[], error=f"{type(e).__name__}: {e}"[:200])
+
+    def _stop_reprobe(self) -> None:
+        with self._probe_lock:
+            self._reprobe_stop.set()
+        if self._reprober is not None:
+            self._reprober.join(timeout=10)  # a probe's own timeouts bound it; the record is dropped anyway
 
     def meta(self, **more: Any) -> dict[str, Any]:
         """run.json's content (one schema for every driver)."""
@@ -324,6 +366,7 @@ class Run:
         if self.dir is None:
             self._stop_stack()
             raise RuntimeError("the run never started")
+        self._stop_reprobe()
         if self.nemesis is not None:  # an active fault ends (its component starts again) before the stack stops
             self.nemesis.stop()
         finished = time.time()

@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -179,7 +179,8 @@ def load_profile(path: str | os.PathLike[str] | None = None, overrides: Mapping[
                       source=source)
     _validate(profile, path)
     if check and profile.target.base_url:
-        check_reachable(profile.target.base_url, profile.target.ready_path)
+        check_reachable(profile.target.base_url, profile.target.ready_path, resolve=profile.target.resolve or None,
+                        allow_remote=profile.target.allow_remote)
     return profile
 
 
@@ -286,6 +287,9 @@ def _validate(p: Profile, path: str | os.PathLike[str] | None) -> None:
         raise ConfigError("target.llm", t.llm, '"stub" or "real"', _fix("target", "llm", src))
     if t.timeout_s <= 0:
         raise ConfigError("target.timeout_s", t.timeout_s, "a number > 0", _fix("target", "timeout_s", src))
+    if not (t.reprobe_s == 0 or t.reprobe_s >= 0.1):  # each probe opens fresh connections: not a flood
+        raise ConfigError("target.reprobe_s", t.reprobe_s, "0 (off) or a number of seconds >= 0.1",
+                          _fix("target", "reprobe_s", src))
     allowed = set(STACK_NAMES) | set(t.vars)
     templated = [("target.command", s) for s in t.command or []] + [("target.env", s) for s in t.env.values()]
     templated += [("target.setup", s) for cmd in t.setup for s in cmd] + [("target.cwd", t.cwd or "")]
@@ -388,14 +392,24 @@ def resolve_hook(spec: str, setting: str = "keys.hook") -> Any:
 
 
 def check_reachable(base_url: str, ready_path: str = "/", timeout: float = 3.0, setting: str = "target.base_url",
-                    fix: str = "start the service or fix target.base_url / SESSIONSTORM_TARGET_BASE_URL") -> None:
-    """Any HTTP answer counts as reachable; no answer is a ConfigError naming the URL."""
+                    fix: str = "start the service or fix target.base_url / SESSIONSTORM_TARGET_BASE_URL", *,
+                    resolve: Mapping[str, Sequence[str]] | None = None, allow_remote: bool = False) -> None:
+    """Any HTTP answer counts as reachable; no answer is a ConfigError naming the URL. The
+    name is resolved as the run will (``resolve`` overrides), through the loopback guard."""
+    import asyncio
+
     import httpx
 
-    url = base_url.rstrip("/") + ready_path
+    from sessionstorm.endpoints import target_client
+
+    async def get() -> None:
+        async with target_client(base_url, resolve, allow_remote=allow_remote, timeout=timeout) as client:
+            await client.get(ready_path)
+
     try:
-        httpx.get(url, timeout=timeout)
+        asyncio.run(get())
     except httpx.HTTPError as e:
+        url = base_url.rstrip("/") + ready_path
         raise ConfigError(setting, base_url, f"a reachable service (GET {url}: {type(e).__name__})", fix) from None
 
 

@@ -46,6 +46,7 @@ class TargetSection:
     allow_remote: bool = False           # a non-loopback target only when true (or --allow-remote)
     addresses: str = "spread"            # "spread": connections round-robin over every address; "first"
     resolve: dict[str, list[str]] = field(default_factory=dict)  # pin names: {"localhost" = ["::1", "127.0.0.1"]}
+    reprobe_s: float = 60.0              # the preflight again every so often during the run; 0: only before load
 
 
 @dataclass(frozen=True)

@@ -26,24 +26,28 @@ def make_keys(target: RunningTarget, users: list[str]) -> dict[str, str]:
         fn = resolve_hook(k.hook or "")
         return {u: str(fn(u, target)) for u in users}
     if k.source == "http":
-        return _http_keys(target, users)
+        return asyncio.run(_http_keys(target, users))
     return asyncio.run(_sql_keys(target, users))
 
 
-def _http_keys(target: RunningTarget, users: list[str]) -> dict[str, str]:
+async def _http_keys(target: RunningTarget, users: list[str]) -> dict[str, str]:
     import httpx
+
+    from sessionstorm.endpoints import target_client
 
     k = target.profile.keys
     out: dict[str, str] = {}
-    with httpx.Client(base_url=target.url, timeout=target.profile.target.timeout_s) as client:
+    # the Run's guard judged this URL and its resolve before any request: no second verdict here
+    async with target_client(target.url, target.profile.target.resolve or None, allow_remote=True,
+                             timeout=target.profile.target.timeout_s) as client:
         for u in users:
             values = {**target.values, "user": u}
             headers = {h: fill(v, values, f"keys.http_headers.{h}") for h, v in k.http_headers.items()}
             body = {f: fill(v, values, f"keys.http_body.{f}") for f, v in k.http_body.items()}
             what = f"keys via {k.http_method} {k.http_path}"
             try:
-                r = client.request(k.http_method, fill(k.http_path or "", values, "keys.http_path"),
-                                   headers=headers, json=body or None)
+                r = await client.request(k.http_method, fill(k.http_path or "", values, "keys.http_path"),
+                                         headers=headers, json=body or None)
             except httpx.HTTPError as e:
                 raise StartupError(what, f"a reply from {target.url}", f"{type(e).__name__}: {e}") from None
             doc = r.json() if r.headers.get("content-type", "").startswith("application/json") else None
