@@ -92,3 +92,12 @@ def servers(tmp_path):
 @pytest.fixture
 def port() -> int:
     return portpicker.pick_unused_port()
+
+
+@pytest.fixture(scope="module")
+def real(sessionstorm_stack):
+    """The reference target (clean) on 127.0.0.1, started by the stack with its own database."""
+    t = sessionstorm_stack.start_target(["{python}", "-m", "sessionstorm.target", "serve"],
+                                        env={"SESSIONSTORM_TARGET_BUGS": ""}, name="split-real")
+    yield t
+    t.stop()

@@ -21,15 +21,6 @@ OBSERVE = "/sessions/{session_id}/observe"
 GENERIC_404 = {"detail": "Not Found"}
 
 
-@pytest.fixture(scope="module")
-def real(sessionstorm_stack):
-    """The reference target (clean) on 127.0.0.1, started by the stack with its own database."""
-    t = sessionstorm_stack.start_target(["{python}", "-m", "sessionstorm.target", "serve"],
-                                        env={"SESSIONSTORM_TARGET_BUGS": ""}, name="split-real")
-    yield t
-    t.stop()
-
-
 def twin(servers, real, host: str, port: int, bugs: str):
     """The target's own serve command on ``host``, sharing the real target's database and Redis."""
     return servers.start(host, port, [sys.executable, "-m", "sessionstorm.target", "serve", "--host", host,
