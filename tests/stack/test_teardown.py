@@ -13,7 +13,7 @@ import pytest
 from stack_helpers import ENVSERVER, HERE, alive, descendants
 
 from sessionstorm.errors import StartupError
-from sessionstorm.stack import BACKENDS, Stack
+from sessionstorm.stack import BACKENDS, Stack, reaper
 
 SESSIONSTORM = str(Path(sys.executable).with_name("sessionstorm"))
 
@@ -45,6 +45,37 @@ def test_signal_tears_down_everything(sig: signal.Signals) -> None:
     wait_gone(proc, pids)
     assert alive(pids) == [], f"left running after {sig.name}: {alive(pids)}"
     assert not Path(seen["dir"]).exists()
+
+
+def test_sigkill_of_the_owner_leaves_nothing_running() -> None:
+    """No handler runs on SIGKILL: the reaper (sessionstorm.stack.reaper) stops what was started."""
+    proc, seen = start_child([sys.executable, str(HERE / "stack_child.py")])
+    pids = seen["pids"]
+    names = {psutil.Process(int(p)).name() for p, _ in pids}
+    assert {"postgres", "redis-server"} <= names and len(pids) >= 6
+
+    proc.kill()
+    code = wait_gone(proc, pids, timeout=30)
+    deadline = time.monotonic() + 30  # the reaper's SIGTERM, then SIGKILL after its grace
+    while (alive(pids) or Path(seen["dir"]).exists()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert code == -signal.SIGKILL
+    assert alive(pids) == [], f"left running after SIGKILL: {alive(pids)}"
+    assert not Path(seen["dir"]).exists()
+
+
+def test_the_reaper_acts_only_without_a_goodbye() -> None:
+    """The protocol with real processes: a group told of is stopped when the pipe ends
+    without a goodbye, and left alone after one (a normal exit stops its own things)."""
+    for goodbye, survives in ((b".\n", True), (b"", False)):
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+        reaper = subprocess.Popen([sys.executable, "-m", "sessionstorm.stack.reaper"], stdin=subprocess.PIPE)
+        reaper.communicate(f"+{sleeper.pid}\n".encode() + goodbye, timeout=30)
+        try:
+            assert (sleeper.poll() is None) is survives, (goodbye, sleeper.returncode)
+        finally:
+            sleeper.kill()
+            sleeper.wait(10)
 
 
 def test_up_prints_addresses_and_stops_on_ctrl_c() -> None:
@@ -95,7 +126,7 @@ def test_failed_start_tears_down_the_part_that_ran() -> None:
 
     def progress(line: str) -> None:  # snapshot what runs after each service is ready
         lines.append(line)
-        seen.extend(p for p in descendants() if p[0] not in before)
+        seen.extend(p for p in descendants() if p[0] not in before and p[0] != reaper.pid())  # it outlives stacks
 
     stack = Stack(progress=progress, provider_args=["--min-tokens", "1.5"], start_timeout=20)
     with pytest.raises(StartupError) as err:

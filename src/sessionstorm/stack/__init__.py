@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sessionstorm.errors import ConfigError
+from sessionstorm.stack import reaper
 from sessionstorm.stack.base import Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle
 
 __all__ = ["BACKENDS", "PostgresInfo", "RedisInfo", "ServiceInfo", "Stack", "TargetHandle", "resolve_backend"]
@@ -87,6 +88,7 @@ class Stack:
         try:
             self.dir = Path(tempfile.mkdtemp(prefix="sessionstorm-stack-"))
             self.dir.chmod(0o755)  # the postgres system user must reach its data folder
+            reaper.watch_dir(self.dir)  # and its services' groups (stack.process): gone if we are SIGKILLed
             self.backend = _load(self.backend_name)(self.dir, self.options)
             self.backend.start(self.progress)
         except BaseException:  # also Ctrl-C/SIGTERM mid-start: tear down the part that runs
@@ -106,6 +108,7 @@ class Stack:
             self.targets.clear()
             if self.dir is not None:
                 shutil.rmtree(self.dir, ignore_errors=True)
+                reaper.unwatch_dir(self.dir)
                 self.dir = None
             atexit.unregister(self.stop)
             self._restore_exit_signals()

@@ -14,6 +14,7 @@ from mirakuru import Executor
 from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 
 from sessionstorm.errors import StartupError
+from sessionstorm.stack import reaper
 
 Probe = Callable[[], tuple[bool, str]]  # -> (ready, what was seen)
 
@@ -32,6 +33,7 @@ class Service(Executor):
         self.name, self.waited_for, self.log_path = name, waited_for, log_path
         self._probe = probe
         self.last_state = "not started"
+        self._watched: int | None = None  # the process group the reaper knows of
         self._log = open(log_path, "ab")
         kwargs = {"stop_signal": stop_signal} if stop_signal else {}
         super().__init__(command, timeout=timeout, sleep=0.05, envvars=env, stdin=subprocess.DEVNULL,
@@ -42,6 +44,10 @@ class Service(Executor):
         return False
 
     def after_start_check(self) -> bool:
+        if self.process is not None and self.process.pid != self._watched:
+            # its own session (mirakuru): the group's id is its pid; stopped if we die unannounced
+            self._watched = self.process.pid
+            reaper.watch(self._watched)
         # mirakuru only notices a non-zero exit; a server that exits 0 is as dead.
         if self.process is not None and self.process.poll() is not None:
             raise _ExitedEarly(self.process.returncode)
@@ -84,6 +90,7 @@ class Service(Executor):
             self.kill(wait=True)
         finally:
             self._timeout = start_timeout
+            self._unwatch()
 
     def start_again(self) -> None:
         """Start the stopped or killed process again and wait until ready (StartupError if not)."""
@@ -106,4 +113,10 @@ class Service(Executor):
         except Exception:  # refused a clean stop or exited oddly: make sure
             self.kill(wait=True)
         finally:
+            self._unwatch()
             self._log.close()
+
+    def _unwatch(self) -> None:
+        if self._watched is not None:
+            reaper.unwatch(self._watched)
+            self._watched = None
