@@ -2,15 +2,23 @@
 
 1. requests/s of SharedKeyUser (every reply parsed, checked online and written to the
    history) against a bare FastHttpUser sending the same requests to the same stub
-   (zero latency), one Locust process each, interleaved repeats. Goal: ratio >= 0.9.
+   (zero latency), one Locust process each, interleaved repeats (ABBA order), judged over
+   each run's steady window (from 2 s after the first request to the stop, from the
+   process's own samples: bench/locust_users_file.py). Printed: the median of the pairs'
+   ratios (goal >= 0.9), and the Locust process's CPU time per request and RSS at the end of
+   the load: on a machine shared with other work, req/s swings with the neighbours' load,
+   CPU per request much less.
 2. seconds from the start of load to the first CROSSTALK, with no-request-id, 20 users,
    on the embedded stack (the stack's own start is reported apart). Goal: < 5 s.
 3. the Locust process's RSS, sampled every 10 s over a steady run (BENCH_SOAK_S, default
    120 s; 600 for the 10-minute figure). Goal: flat.
+
+    .venv/bin/python bench/locust_users.py [overhead] [crosstalk] [memory]   # default: all three
+    BENCH_REPEATS=5 BENCH_SECONDS=8                                          # pairs, seconds each
 """
 from __future__ import annotations
 
-import csv
+import json
 import os
 import statistics
 import subprocess
@@ -19,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import portpicker
 import psutil
 
@@ -27,8 +36,9 @@ from sessionstorm.history import history_files, iter_records
 
 HERE = Path(__file__).resolve().parent
 SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
-REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 SOAK_S = int(os.environ.get("BENCH_SOAK_S", "120"))
+RAMP_S = 2.0  # judged from here: 32 users spawn in 1 s, connections are open by then
 PY = sys.executable
 
 
@@ -37,32 +47,74 @@ def locust(args: list[str], env: dict[str, str] | None = None, timeout: float = 
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
-def rps(stats_csv: str) -> float:
-    return float(next(r for r in csv.DictReader(open(stats_csv)) if r["Name"] == "Aggregated")["Requests/s"])
+def steady(samples_file: str) -> dict[str, float]:
+    """req/s, the Locust process's CPU µs per request and its RSS over the steady window
+    (from RAMP_S after the first request to the test's stop), from the process's own samples."""
+    samples = json.load(open(samples_file))
+    first = next(t for t, _, n, _ in samples if n > 0)
+    window = [s for s in samples if s[0] >= first + RAMP_S]
+    (t0, c0, n0, _), (t1, c1, n1, rss) = window[0], window[-1]
+    return {"rps": (n1 - n0) / (t1 - t0), "cpu_us": (c1 - c0) / max(n1 - n0, 1) * 1e6, "rss_mb": rss / 2**20,
+            "requests": n1}
 
 
-def overhead() -> None:
+def stub_provider() -> tuple[subprocess.Popen, int]:
     port = portpicker.pick_unused_port()
     stub = subprocess.Popen([PY, "-m", "sessionstorm.provider", "--port", str(port), "--ttft-ms", "0", "--token-ms", "0",
                              "--jitter-ms", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(2)
-    results: dict[str, list[float]] = {"BareUser": [], "VerifiedUser": []}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).raise_for_status()
+            return stub, port
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    stub.kill()
+    raise RuntimeError("the stub provider did not start within 30 s")
+
+
+def measure(arms: dict[str, tuple[str, dict[str, str]]], port: int, tmp: str, repeats: int = REPEATS,
+            seconds: int = SECONDS) -> dict[str, list[dict[str, float]]]:
+    """Each arm (name -> (user class, extra env)) once per repeat, the order turned around every
+    other repeat (ABBA): drift in the machine's other load falls on every arm alike."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in arms}
+    for i in range(repeats):
+        for name in (list(arms) if i % 2 == 0 else list(arms)[::-1]):
+            user, env = arms[name]
+            samples = f"{tmp}/{name}{i}.json"
+            p = locust(["-f", str(HERE / "locust_users_file.py"), "-u", "32", "-r", "32", "-t", f"{seconds}s",
+                        "--host", f"http://127.0.0.1:{port}", "--target-profile", str(HERE / "stub-profile.toml"),
+                        "--reports-dir", f"{tmp}/reports", "--only-summary", user],
+                       env={"BENCH_SAMPLES": samples, **env})
+            if not os.path.exists(samples):
+                raise RuntimeError(f"{name}: no samples (exit {p.returncode}): {p.stderr[-2000:]}")
+            result = json.load(open(f"{tmp}/reports/latest/results.json"))  # what the run verified
+            results[name].append({**steady(samples), "ops": result.get("ops") or 0,
+                                  "verified_ops": result.get("verified_ops") or 0, "verdict": result.get("verdict")})
+    return results
+
+
+def overhead() -> None:
+    stub, port = stub_provider()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for i in range(REPEATS):
-                for user in results:
-                    prefix = f"{tmp}/{user}{i}"
-                    locust(["-f", str(HERE / "locust_users_file.py"), "-u", "32", "-r", "32", "-t", f"{SECONDS}s",
-                            "--host", f"http://127.0.0.1:{port}", "--target-profile", str(HERE / "stub-profile.toml"),
-                            "--reports-dir", f"{tmp}/reports", "--csv", prefix, "--only-summary", user])
-                    results[user].append(rps(f"{prefix}_stats.csv"))
+            r = measure({"bare": ("BareUser", {}), "verified": ("VerifiedUser", {})}, port, tmp)
     finally:
         stub.terminate()
         stub.wait(10)
-    bare, full = (statistics.median(v) for v in results.values())
-    ratios = [f / b for f, b in zip(results["VerifiedUser"], results["BareUser"])]
-    print(f"1. bare FastHttpUser {bare:.0f} req/s; SharedKeyUser with verification and history {full:.0f} req/s; "
-          f"ratio {statistics.median(ratios):.2f} (median of {REPEATS} interleaved pairs; goal >= 0.9)")
+    med = {name: {k: statistics.median(x[k] for x in runs) for k in ("rps", "cpu_us", "rss_mb")} for name, runs in r.items()}
+    ratios = [v["rps"] / b["rps"] for b, v in zip(r["bare"], r["verified"], strict=True)]
+    cpu = [b["cpu_us"] / v["cpu_us"] for b, v in zip(r["bare"], r["verified"], strict=True)]
+    print(f"1. bare FastHttpUser {med['bare']['rps']:.0f} req/s; SharedKeyUser with verification and history "
+          f"{med['verified']['rps']:.0f} req/s; ratio {statistics.median(ratios):.2f} (median of {len(ratios)} "
+          f"interleaved pairs, {SECONDS} s each, steady window; pairs {' '.join(f'{x:.2f}' for x in ratios)}; "
+          "goal >= 0.9)")
+    print(f"   Locust process CPU per request: bare {med['bare']['cpu_us']:.0f} µs, verified "
+          f"{med['verified']['cpu_us']:.0f} µs (ratio {statistics.median(cpu):.2f}); RSS at the end of load: "
+          f"bare {med['bare']['rss_mb']:.0f} MB, verified {med['verified']['rss_mb']:.0f} MB")
+    v = r["verified"]
+    print(f"   verified runs: {sum(x['verified_ops'] for x in v)} of {sum(x['ops'] for x in v)} ops verified ok, "
+          f"verdicts {sorted({str(x['verdict']) for x in v})}")
 
 
 def first_crosstalk() -> None:
@@ -104,7 +156,8 @@ def memory() -> None:
           f"{max(verdict, default=0):.0f} MB")
 
 
+PARTS = {"overhead": overhead, "crosstalk": first_crosstalk, "memory": memory}
+
 if __name__ == "__main__":
-    overhead()
-    first_crosstalk()
-    memory()
+    for part in sys.argv[1:] or PARTS:  # e.g. `bench/locust_users.py overhead`
+        PARTS[part]()

@@ -6,9 +6,9 @@ A race needs the requests to overlap on the target. The scenarios make that happ
 barrier (bursts released at the last byte, see sessionstorm.scenarios), not by luck, so a
 bug shows in most rounds even on a busy machine (bench/bugzoo_load.py: rounds caught per bug
 with 4 CPU hogs beside it). A test still runs up to ROUNDS rounds and stops at the first
-catch; each bug round is paired with a clean round, and the clean twin must be clean in
-every one, so the extra chances a bug gets are given to noise too, and a false alarm fails
-the test instead of passing it.
+catch; each bug round is paired with a clean round, run at the same time (so both meet the
+same busy machine), and the clean twin must be clean in every one, so the extra chances a
+bug gets are given to noise too, and a false alarm fails the test instead of passing it.
 """
 from __future__ import annotations
 
@@ -23,16 +23,15 @@ ROUNDS = max(1, int(os.environ.get("SESSIONSTORM_BUG_ROUNDS", "8")))
 
 
 @pytest.mark.parametrize(("bugs", "scenario", "codes"), BUG_ZOO, ids=[f"{b}-{s}" for b, s, _ in BUG_ZOO])
-def test_bug_is_caught(bugs, scenario, codes, target_for, run_checked, is_reference, record_property):
+def test_bug_is_caught(bugs, scenario, codes, target_for, run_pair, is_reference, record_property):
     if not is_reference:
         pytest.skip("the bug zoo needs the reference target")
     target, clean = target_for(bugs), target_for("")
     seen: list[str] = []
     for n in range(1, ROUNDS + 1):
-        results = run_checked(scenario, target)
+        results, twin = run_pair(scenario, target, clean)
         found = {a["code"]: a for a in results["anomalies"]}
         seen.append(f"round {n}: {', '.join(sorted(found)) or 'nothing'}")
-        twin = run_checked(scenario, clean)
         assert not twin["anomalies"] and twin["valid"] is True, (
             f"the clean twin of {bugs} ({scenario}) is not clean in round {n}: the scenario raises false "
             f"alarms, so catching {sorted(codes)} proves nothing\n{twin['summary']}")

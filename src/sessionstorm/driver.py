@@ -39,6 +39,7 @@ from sessionstorm.stack.launch import RunningTarget
 from sessionstorm.workload.op import Request
 from sessionstorm.workload.prompts import PromptMaker
 
+KEEPALIVE_EXPIRY_S = 1.5  # below the keep-alive of the servers a run meets (gunicorn 2 s, uvicorn 5 s)
 
 
 class Driver:
@@ -55,7 +56,11 @@ class Driver:
         self.ops: list[dict[str, Any]] = []
         self.stop = stop or threading.Event()
         self.wire = wire or Wire()
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        # Idle connections expire well before a server's keep-alive (uvicorn: 5 s, httpx's own
+        # default too): at equal timeouts a request sent as the server closes is a ReadError,
+        # seen on a busy machine when a burst came ~5 s after the pool was warmed.
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
+                              keepalive_expiry=KEEPALIVE_EXPIRY_S)
         transport = SpreadTransport(self.wire.spreader, limits=limits) if self.wire.spreader is not None else None
         self._client = httpx.AsyncClient(
             base_url=target.url, timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 5.0)),

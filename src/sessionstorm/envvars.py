@@ -17,6 +17,8 @@ OTHERS = frozenset({
     "TARGET_PROFILE", "TARGET_BUGS", "BACKEND", "REPORTS", "SHARED_KEYS", "USERS", "MAX_ERROR_RATE",
     "MAX_INFO_RATE", "MAX_P95_MS", "ALLOW_REMOTE", "MAX_RPS", "MAX_REQUESTS", "ABORT_ERROR_RATE",
     "METRICS_PORT", "FAULTS", "WORKER_TOKEN", "TARGET_URL", "PROGRESS_DELAY_S",
+    "CHECK_MEMORY", "CHECK_THREADS",  # sessionstorm.columns: DuckDB's memory limit and threads
+    "LLAMA_SERVER", "LLM_MODEL",  # sessionstorm.llm: another llama-server binary or GGUF (bench/llm_rehearsal.py)
     # the stack: external services, docker images, the Makefile's switches
     "POSTGRES_DSN", "REDIS_URL", "PROVIDER_URL", "POSTGRES_IMAGE", "REDIS_IMAGE", "APP_IMAGE", "BASE_IMAGE",
     "DOCKER", "DOCKER_PULL", "REQUIRE_DOCKER", "DEBIAN_SUITE", "DEBIAN_MIRROR", "POSTGRES_PORT", "REDIS_PORT",

@@ -29,6 +29,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -53,48 +54,77 @@ def process_name(role: str = "main") -> str:
 
 
 class HistoryWriter:
-    """Streams records of one process to one file; thread- and greenlet-safe."""
+    """Streams records of one process to one file; thread- and greenlet-safe.
+
+    A record is encoded when it is given (so later changes to the caller's dict do not reach
+    it) and queued; whoever fills the queue to BATCH lines, or the flusher within
+    FLUSH_SECONDS / 2, writes the queue out in one write. Nothing on the per-record path
+    takes the lock: a gevent lock cost more than the encoding. `close` writes what is queued,
+    then flushes and fsyncs: a stopped or interrupted run keeps every record it was given.
+    """
+
+    BATCH = 64  # lines per write; at 4000 ops/s a write every 16 ms
 
     def __init__(self, path: str | os.PathLike[str], process: str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.process = process or process_name()
         self._file = open(self.path, "ab", buffering=1 << 16)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one writer of the file at a time
+        self._queue: deque[bytes] = deque()  # append and popleft are atomic: no lock to queue
         self._last_flush = time.monotonic()
         self._closed = False
-        self.count = 0
+        self._written = 0
         # Flushes an idle writer too: at most FLUSH_SECONDS of records are ever unflushed.
         self._flusher = threading.Thread(target=self._flush_loop, name="history-flush", daemon=True)
         self._flusher.start()
 
+    @property
+    def count(self) -> int:
+        """Records given so far (written or queued)."""
+        return self._written + len(self._queue)
+
     def op(self, **fields: Any) -> None:
         fields.setdefault("process", self.process)
-        self._write({"type": "op", **fields})
+        self._add({"type": "op", **fields})
+
+    def record_op(self, op: dict[str, Any]) -> None:
+        """``op(**op)`` without copying the fields into keywords first (the Locust users' path)."""
+        record = {"type": "op", **op}
+        if "process" not in record:
+            record["process"] = self.process
+        self._add(record)
 
     def event(self, kind: str, **data: Any) -> None:
-        self._write(
+        self._add(
             {"type": "event", "kind": kind, "process": self.process,
              "wall": time.time(), "mono": time.monotonic(), "data": data}
         )
 
-    def _write(self, record: dict[str, Any]) -> None:
-        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+    def _add(self, record: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        self._queue.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY))
+        if len(self._queue) >= self.BATCH:
+            self._drain(flush=False)
+
+    def _drain(self, flush: bool) -> None:
+        """Write every queued line (in order), and flush if asked or if the last flush is a second old."""
         with self._lock:
             if self._closed:
                 return
-            self._file.write(line)
-            self.count += 1
+            q = self._queue
+            n = len(q)  # only this holder of the lock pops: the first n lines are there
+            if n:
+                self._file.write(b"".join([q.popleft() for _ in range(n)]))
+                self._written += n
             now = time.monotonic()
-            if now - self._last_flush >= FLUSH_SECONDS:
+            if flush or now - self._last_flush >= FLUSH_SECONDS:
                 self._file.flush()
                 self._last_flush = now
 
     def flush(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._file.flush()
-                self._last_flush = time.monotonic()
+        self._drain(flush=True)
 
     def _flush_loop(self) -> None:
         while not self._closed:
@@ -105,7 +135,11 @@ class HistoryWriter:
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
+            q = self._queue
+            self._closed = True  # from here records are refused: none can slip in after the last write
+            n = len(q)
+            self._file.write(b"".join([q.popleft() for _ in range(n)]))
+            self._written += n
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()

@@ -12,6 +12,8 @@ of the run. Every hog also carries its own deadline (``max_s``), so a hog outliv
 parent by at most that.
 
     python -m sessionstorm.hogs 4 60      # 4 hogs for 60 s, e.g. beside `pytest regression`
+    python -m sessionstorm.hogs 4 600 -- pytest regression -n auto   # hogs while the command runs
+                                          # (at most 600 s); exits with the command's code
 """
 from __future__ import annotations
 
@@ -98,13 +100,25 @@ def hogs(n: int, *, max_s: float = 900.0, tool: str | None = None) -> Iterator[H
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sessionstorm.hogs N SECONDS``: hogs for a while (for trying a run by hand)."""
-    args = argv if argv is not None else sys.argv[1:]
+    """``python -m sessionstorm.hogs N SECONDS [-- COMMAND ...]``: hogs for a while, or while
+    COMMAND runs (SECONDS is then the hogs' bound, not the command's)."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    command = args[args.index("--") + 1:] if "--" in args else []
+    args = args[:args.index("--")] if "--" in args else args
     n, secs = int(args[0]) if args else 4, float(args[1]) if len(args) > 1 else 60.0
+    # `kill PID` (and Ctrl-C, which a shell's background job ignores) ends the hogs too
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     with hogs(n, max_s=secs + 5) as h:
-        print(f"{n} hogs ({h.tool}), pids {h.pids}, for {secs:g} s", flush=True)
-        time.sleep(secs)
-    return 0
+        print(f"{n} hogs ({h.tool}), pids {h.pids}, " + (f"beside {' '.join(command)} (at most {secs:g} s)"
+              if command else f"for {secs:g} s"), file=sys.stderr, flush=True)
+        if not command:
+            time.sleep(secs)
+            return 0
+        rc = subprocess.call(command)
+        if not h.alive():
+            print("hogs: they ended (their deadline) before the command did", file=sys.stderr, flush=True)
+        return rc
 
 
 if __name__ == "__main__":

@@ -122,9 +122,14 @@ class Redactor:
         return self._re is not None
 
     def text(self, s: str) -> str:
-        if self._re is None:
+        # Called on every op's excerpts: a search that finds nothing (the usual case) is
+        # cheaper than a sub, and the replacement callback is made once, not per call.
+        if self._re is None or self._re.search(s) is None:
             return s
-        return self._re.sub(lambda m: self._tags[m.group()], s)
+        return self._re.sub(self._tag_of, s)
+
+    def _tag_of(self, m: re.Match[str]) -> str:
+        return self._tags[m.group()]
 
     def bytes(self, b: bytes) -> bytes:
         if self._bre is None:
@@ -139,7 +144,7 @@ class Redactor:
 
     def _walk(self, v: Any) -> Any:
         if isinstance(v, str):
-            return self._re.sub(lambda m: self._tags[m.group()], v)  # type: ignore[union-attr]
+            return self.text(v)
         if isinstance(v, (bytes, bytearray)):
             return self.bytes(bytes(v))
         if isinstance(v, dict):

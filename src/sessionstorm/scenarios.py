@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sessionstorm import plugins
 from sessionstorm.errors import ConfigError
-from sessionstorm.workload import conversation, gateway, observe
 from sessionstorm.stack.launch import RunningTarget
+from sessionstorm.workload import conversation, gateway, observe
 from sessionstorm.workload.op import Request
 
 if TYPE_CHECKING:
@@ -295,6 +295,15 @@ class Steady(Scenario):
     sessions = 3
     seconds = 5   # a soak or a fault schedule sets its own (--seconds)
     interval_ms = 250
+    # ``until(done)``: the load also ends, before ``seconds``, at the first tick where
+    # done(driver) is true -- the regression suite ends a fault run once the fault is over and
+    # every kind has recovered, instead of sleeping through a schedule sized for the worst case.
+    done: ClassVar[Callable[[Driver], bool] | None] = None
+
+    @classmethod
+    def until(cls, done: Callable[[Driver], bool]) -> type[Steady]:
+        """This scenario, ending early once ``done(driver)`` (checked before every tick)."""
+        return type(cls.__name__, (cls,), {"done": staticmethod(done)})
 
     @classmethod
     def supports(cls, target: RunningTarget) -> bool:
@@ -313,7 +322,7 @@ class Steady(Scenario):
             sessions = [op["session_seen"] for op in made if op.get("outcome") == "ok" and op.get("session_seen")]
         t0 = time.monotonic()
         for tick in range(self.seconds * 1000 // self.interval_ms + 1):  # bounded in count and in time
-            if d.stop.is_set() or time.monotonic() - t0 >= self.seconds:
+            if d.stop.is_set() or time.monotonic() - t0 >= self.seconds or (self.done is not None and self.done(d)):
                 break
             batch: list[Request] = []
             for u in range(self.users):

@@ -18,7 +18,7 @@ def test_compose_ranks_false_over_unknown_over_true():
 def test_a_crashing_checker_is_unknown_never_pass(write_run, monkeypatch):
     def boom(self, op):
         raise RuntimeError("checker bug")
-    monkeypatch.setattr(Observe, "op", boom)
+    monkeypatch.setattr(Observe, "scan", boom)  # the checker's pass over the history (columnar: scan)
     r = check_run(write_run([op("observe", session_sent="S", value="v")]))
     assert r["valid"] == "unknown" and "checker bug" in r["checkers"]["observe"]["error"]
 

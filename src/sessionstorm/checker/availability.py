@@ -8,9 +8,12 @@ nothing succeeded: a 401 to everything, a dead port) or unknown (every outcome w
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sessionstorm.checker.base import Checker, Report, brief, evidence
+from sessionstorm.checker.base import Checker, Report, briefs, evidence
+
+if TYPE_CHECKING:
+    from sessionstorm.columns import Columns
 
 
 class Availability(Checker):
@@ -23,18 +26,27 @@ class Availability(Checker):
         self.reasons: list[str] = []
         self.peers: dict[str, Counter[str]] = defaultdict(Counter)  # real peer -> outcome / "HTTP 404" -> n
 
-    def op(self, op: dict[str, Any]) -> None:
-        kind, outcome = op.get("kind") or "?", op.get("outcome", "info")
-        self.outcomes[kind][outcome] += 1
-        peer = self.peers[op.get("peer") or "not connected"]
-        peer[outcome] += 1
-        if outcome != "ok":
-            status = op.get("status")
-            what = f"HTTP {status}" if status else (op.get("transport") or "no reply")
-            self.statuses[kind][what] += 1
-            peer[what] += 1
-            if len(self.samples[kind]) < 3:
-                self.samples[kind].append(brief(op))
+    def scan(self, cols: Columns) -> None:
+        """Counts per kind, peer and status (failures inside fault windows left out); Counters filled in
+        order of first appearance, so ties rank as they did when ops were fed one by one."""
+        rows = cols.con.execute(
+            "SELECT coalesce(nullif(kind, ''), '?'), coalesce(outcome, 'info') AS oc, coalesce(nullif(peer, ''), 'not connected'), "
+            "CASE WHEN oc <> 'ok' THEN CASE WHEN status IS NOT NULL AND status <> 0 THEN 'HTTP ' || status "
+            "ELSE coalesce(nullif(transport, ''), 'no reply') END END, count(*) "
+            "FROM o WHERE NOT excused GROUP BY ALL ORDER BY min(seq)").fetchall()
+        for kind, outcome, peer_name, what, n in rows:
+            self.outcomes[kind][outcome] += n
+            peer = self.peers[peer_name]
+            peer[outcome] += n
+            if what is not None:
+                self.statuses[kind][what] += n
+                peer[what] += n
+        first = cols.con.execute(
+            "SELECT k, seq FROM (SELECT coalesce(nullif(kind, ''), '?') AS k, seq, row_number() OVER (PARTITION BY k ORDER BY seq) AS i "
+            "FROM o WHERE NOT excused AND coalesce(outcome, 'info') <> 'ok') WHERE i <= 3 ORDER BY seq").fetchall()
+        found = briefs(cols, (seq for _, seq in first))
+        for kind, seq in first:
+            self.samples[kind].append(found[seq])
 
     def by_peer(self) -> dict[str, dict[str, Any]]:
         """Outcomes per real peer: a second server behind one name shows as its own row."""

@@ -1,8 +1,11 @@
 """What every checker shares: the interface and how evidence names operations."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sessionstorm.columns import Columns
 
 Report = Callable[[str, dict[str, Any]], None]  # (code, evidence)
 
@@ -12,7 +15,14 @@ class Checker:
 
     `finish` reports findings and returns True (valid), False (anomalies) or None
     (cannot decide). A checker that raises is unknown, never a pass.
+
+    Built-in checkers also have `scan(cols)`: the same state from SQL over the columnar
+    history (`sessionstorm.columns`; view ``o``: the ops, with ``excused`` when a fault window
+    excuses the failure), feeding `op` only the rows that can matter. A checker without
+    `scan` (a plugin) is fed every record by `op`.
     """
+
+    scan: Callable[[Columns], None] | None = None
 
     name = "checker"
     kinds: frozenset[str] | None = None  # None: every op
@@ -44,3 +54,31 @@ def evidence(ops: Iterable[dict[str, Any]], detail: str, **extra: Any) -> dict[s
             "sessions": sorted({s for o in ops for s in (o.get("session_seen"), o.get("session_sent")) if s}),
             "times": [[o.get("invoke_wall"), o.get("complete_wall")] for o in ops],
             "detail": detail, "op_details": [brief(o) for o in ops], **extra}
+
+
+def briefs(cols: Columns, seqs: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """The brief of each op named by its ``seq`` (the few rows evidence quotes)."""
+    wanted = sorted(set(seqs))
+    if not wanted:
+        return {}
+    from sessionstorm.columns import q
+    fields = ", ".join(q(f) for f in BRIEF_FIELDS)
+    return {r[0]: dict(zip(BRIEF_FIELDS, r[1:])) for r in
+            cols.con.execute(f"SELECT seq, {fields} FROM h WHERE seq IN (SELECT unnest($1::BIGINT[]))", [wanted]).fetchall()}
+
+
+OP_FIELDS = ("id", "kind", "outcome", "key", "user", "process", "invoke_wall", "complete_wall", "model_asked",
+             "model_served", "session_sent", "session_seen", "request_id_sent", "request_id_seen", "status", "error",
+             "peer", "server_id", "transport", "in_flight", "prompt_excerpt", "reply_excerpt", "canaries_sent",
+             "canaries_seen", "chunk_canaries", "chunks", "ttft", "turn", "value", "values", "not_found", "error_body",
+             "name", "flavor")
+
+
+def op_rows(cols: Columns, where: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+    """The ops matching ``where`` (SQL over view ``o``) as records, in history order, absent fields left out."""
+    from sessionstorm.columns import q
+    cur = cols.con.execute(f"SELECT {', '.join(q(f) for f in OP_FIELDS)} FROM o WHERE {where} ORDER BY seq",
+                           list(params))
+    while batch := cur.fetchmany(4096):
+        for row in batch:
+            yield {"type": "op", **{k: v for k, v in zip(OP_FIELDS, row) if v is not None}}

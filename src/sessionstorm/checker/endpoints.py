@@ -20,6 +20,9 @@ class Endpoints(Checker):
         self.splits: dict[tuple[Any, ...], dict[str, Any]] = {}  # split -> its first finding and probes
         self.probes: list[dict[str, Any]] = []  # every probe: number, seconds after the start, error
 
+    def scan(self, cols: Any) -> None:
+        pass  # events only: they arrive by `event`
+
     def event(self, ev: dict[str, Any]) -> None:
         if ev.get("kind") != "preflight":
             return

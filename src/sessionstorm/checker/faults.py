@@ -16,10 +16,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sessionstorm.checker.base import Checker, Report, brief, evidence
+from sessionstorm.checker.base import Checker, Report, brief, briefs, evidence
+from sessionstorm.columns import lit
 from sessionstorm.history import iter_records
+
+if TYPE_CHECKING:
+    from sessionstorm.columns import Columns
 
 DEFAULT_RECOVERY_S = 10.0
 SAMPLES = 3
@@ -105,6 +109,44 @@ class Faults(Checker):
                 w.excused[op.get("outcome", "info")] += 1
                 hit = True
         return hit
+
+    def excused_sql(self) -> str:
+        """`excuse` as an SQL condition on a history row (view ``h``): a failed op overlapping a window + grace."""
+        spans = [f"(invoke_wall <= {lit(until)} AND coalesce(complete_wall, invoke_wall) >= {lit(start)})"
+                 for start, until, _ in self.spans]
+        if not spans:
+            return "false"
+        return f"(outcome IS DISTINCT FROM 'ok' AND invoke_wall IS NOT NULL AND ({' OR '.join(spans)}))"
+
+    def scan(self, cols: Columns) -> None:
+        """`excuse`'s tallies and `op`'s state per window, by SQL over every op."""
+        for start, until, w in self.spans:
+            for outcome, n in cols.con.execute(
+                    f"SELECT coalesce(outcome, 'info'), count(*) FROM o WHERE outcome IS DISTINCT FROM 'ok' AND "
+                    f"invoke_wall <= {lit(until)} AND coalesce(complete_wall, invoke_wall) >= {lit(start)} "
+                    "AND invoke_wall IS NOT NULL GROUP BY 1 ORDER BY min(seq)").fetchall():
+                w.excused[outcome] += n
+        for w in self.windows.values():
+            if w.end is None:
+                continue
+            after = f"FROM o WHERE invoke_wall IS NOT NULL AND invoke_wall >= {lit(w.end)}"
+            for kind, n, t0, t1, op_id in cols.con.execute(
+                    "SELECT coalesce(nullif(kind, ''), '?') AS k, count(*), min(invoke_wall) FILTER (WHERE outcome = 'ok'), "
+                    "arg_min(coalesce(complete_wall, invoke_wall), (invoke_wall, seq)) FILTER (WHERE outcome = 'ok'), "
+                    f"arg_min(coalesce(id, '?'), (invoke_wall, seq)) FILTER (WHERE outcome = 'ok') {after} "
+                    "GROUP BY k ORDER BY min(seq)").fetchall():
+                w.attempted[kind] += n
+                if t0 is not None:
+                    w.first_ok[kind] = (t0, t1, op_id)
+            late = (f"{after} AND outcome IS DISTINCT FROM 'ok' AND invoke_wall > {lit(w.end + self.grace)}")
+            for kind, t0 in cols.con.execute(f"SELECT coalesce(nullif(kind, ''), '?'), invoke_wall {late} ORDER BY seq").fetchall():
+                w.late_fails[kind].append(t0)
+            first = cols.con.execute(
+                "SELECT k, seq, t FROM (SELECT coalesce(nullif(kind, ''), '?') AS k, seq, invoke_wall AS t, row_number() OVER "
+                f"(PARTITION BY k ORDER BY invoke_wall, seq) AS i {late}) WHERE i <= {SAMPLES} ORDER BY t, seq").fetchall()
+            found = briefs(cols, (seq for _, seq, _ in first))
+            for kind, seq, t0 in first:
+                w.late_samples[kind].append((t0, found[seq]))
 
     def excuse_event(self, ev: dict[str, Any]) -> bool:
         """True for an invariant snapshot that failed inside a fault window (+ grace): the

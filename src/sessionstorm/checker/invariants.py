@@ -13,6 +13,9 @@ class Invariants(Checker):
     def __init__(self) -> None:
         self.snapshots: list[dict[str, Any]] = []
 
+    def scan(self, cols: Any) -> None:
+        pass  # events only: they arrive by `event`
+
     def event(self, ev: dict[str, Any]) -> None:
         if ev.get("kind") == "snapshot":
             self.snapshots.append({**ev.get("data", {}), "wall": ev.get("wall")})

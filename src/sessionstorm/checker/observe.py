@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sessionstorm.checker.base import Checker, Report, brief, evidence
+from sessionstorm.checker.base import Checker, Report, brief, briefs, evidence, op_rows
+
+if TYPE_CHECKING:
+    from sessionstorm.columns import Columns
 
 NOT_FOUND = "SESSION_NOT_FOUND"
 
@@ -21,6 +24,7 @@ class Observe(Checker):
         self.answered: set[str] = set()  # op kinds that succeeded at least once: their route exists
         self.writes: dict[str, list[tuple[float, str, str]]] = defaultdict(list)  # (acked at, value, op id)
         self.reads: list[tuple[str, float, frozenset[str], dict[str, Any]]] = []
+        self.missed: dict[str, tuple[str, float, str, dict[str, Any], int]] | None = None  # found by `scan` (SQL)
 
     def op(self, op: dict[str, Any]) -> None:
         kind, outcome = op["kind"], op.get("outcome")
@@ -41,6 +45,42 @@ class Observe(Checker):
             self.writes[sid].append((op.get("complete_wall") or 0.0, op["value"], op["id"]))
         elif kind == "read_session" and outcome == "ok" and sid and isinstance(op.get("values"), list):
             self.reads.append((sid, op.get("invoke_wall") or 0.0, frozenset(v for v in op["values"] if v), brief(op)))
+
+    def scan(self, cols: Columns) -> None:
+        """`op` fed every row but the bulk (acknowledged writes and read-backs: reads answered at all
+        are counted by SQL); lost writes are one SQL anti-join, read-back values against earlier writes."""
+        kinds = tuple(sorted(self.kinds))
+        sid = "coalesce(nullif(session_sent, ''), session_seen)"
+        bulk = "outcome = 'ok' AND kind IN ('observe', 'read_session')"
+        for op in op_rows(cols, f"kind IN {kinds} AND NOT ({bulk})"):
+            self.op(op)
+        self.answered.update(k for (k,) in cols.con.execute(
+            f"SELECT DISTINCT kind FROM o WHERE kind IN {kinds} AND outcome = 'ok'").fetchall())
+        if not self.durable:
+            self.missed = {}
+            return
+        rows = cols.con.execute(f"""
+            WITH w AS (SELECT seq, id, {sid} AS sid, coalesce(complete_wall, 0.0) AS t, "value" AS v FROM o
+                       WHERE kind = 'observe' AND outcome = 'ok' AND {sid} <> '' AND "value" <> ''),
+                 r AS (SELECT seq, {sid} AS sid, coalesce(invoke_wall, 0.0) AS t, "values" AS vs FROM o
+                       WHERE kind = 'read_session' AND outcome = 'ok' AND {sid} <> '' AND "values" IS NOT NULL),
+                 rv AS (SELECT seq AS rseq, unnest(vs) AS v FROM r),
+                 miss AS (SELECT w.id, w.seq AS wseq, w.sid, w.t, w.v, r.seq AS rseq FROM w JOIN r ON w.sid = r.sid AND w.t < r.t
+                          WHERE NOT EXISTS (SELECT 1 FROM rv WHERE rv.rseq = r.seq AND rv.v = w.v))
+            SELECT id, arg_min(sid, (rseq, wseq)), arg_min(t, (rseq, wseq)), arg_min(v, (rseq, wseq)),
+                   arg_min(rseq, (rseq, wseq)), count(*) FROM miss GROUP BY id ORDER BY min((rseq, wseq))""").fetchall()
+        found = briefs(cols, (row[4] for row in rows))
+        self.missed = {op_id: (sid, t, value, found[read], n) for op_id, sid, t, value, read, n in rows}
+
+    def _lost(self) -> dict[str, tuple[str, float, str, dict[str, Any], int]]:
+        """Write op id -> (session, acknowledged at, value, the first read-back missing it, how many missed it)."""
+        missed: dict[str, tuple[str, float, str, dict[str, Any], int]] = {}
+        for sid, read_at, values, read in self.reads if self.durable else ():
+            for t, value, op_id in self.writes.get(sid, ()):
+                if t < read_at and value not in values:
+                    first = missed.get(op_id)
+                    missed[op_id] = (sid, t, value, read, 1) if first is None else (*first[:4], first[4] + 1)
+        return missed
 
     def finish(self, report: Report) -> bool | None:
         ok = True
@@ -70,12 +110,7 @@ class Observe(Checker):
                                                       (f"{p} {b}", n) for (p, b), n in groups.items())))
         # One finding per distinct lost write (not per write x read-back): its first read that
         # missed it is the evidence, the later ones are counted.
-        missed: dict[str, tuple[str, float, str, dict[str, Any], int]] = {}  # write op -> (sid, t, value, read, n)
-        for sid, read_at, values, read in self.reads if self.durable else ():
-            for t, value, op_id in self.writes.get(sid, ()):
-                if t < read_at and value not in values:
-                    first = missed.get(op_id)
-                    missed[op_id] = (sid, t, value, read, 1) if first is None else (*first[:4], first[4] + 1)
+        missed = self._lost() if self.missed is None else self.missed
         for op_id, (sid, t, value, read, n) in missed.items():
             ok = False
             report("LOST_WRITE", {**evidence([read], f"observation {value} (op {op_id}) acknowledged "

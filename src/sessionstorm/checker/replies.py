@@ -1,17 +1,14 @@
 """Per-reply anomalies over the whole history, and whose canary reached whom."""
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from sessionstorm.checker.base import Checker, Report, brief, evidence
+from sessionstorm.checker.base import Checker, Report, brief, briefs, evidence, op_rows
 from sessionstorm.checker.catalogue import MAX_EVIDENCE
-from sessionstorm.checker.online import check_op
-from sessionstorm.history import iter_chunks
+from sessionstorm.checker.online import CHAT_KINDS, check_op
+
+if TYPE_CHECKING:
+    from sessionstorm.columns import Columns
 
 
 class Replies(Checker):
@@ -43,6 +40,11 @@ class Replies(Checker):
                 self.crosstalk.append((brief(op), [c for c in op.get("canaries_seen") or () if c not in sent]))
             else:
                 self.findings.append((code, brief(op), detail))
+
+    def scan(self, cols: Columns) -> None:
+        """`op` fed only the rows `suspects` selects (failures inside fault windows left out)."""
+        for op in op_rows(cols, f"NOT excused AND ({suspects(self.request_id)})"):
+            self.op(op)
 
     def _own_id(self, op: dict[str, Any]) -> None:
         if op.get("request_id_sent"):
@@ -92,38 +94,34 @@ class Replies(Checker):
         return not any(c != "UNATTRIBUTED" or self.unattributed_fails for c in self.counts)
 
 
+def suspects(request_id: str = "forwarded") -> str:
+    """SQL over view ``o``: a conservative prefilter, true for every op on which `op` could find
+    something (``check_op`` or, under request_id "own", an id carried twice or sent by another op).
+    Conservative is all it must be: `check_op` judges every row it selects (tests/checker/test_prefilter.py)."""
+    reply = ["canaries_seen IS NULL", "len(canaries_seen) = 0", "canaries_seen IS DISTINCT FROM canaries_sent",
+             "model_asked IS DISTINCT FROM model_served", "len(list_distinct(chunk_canaries)) > 1"]
+    if request_id == "forwarded":
+        reply.append("request_id_sent IS DISTINCT FROM request_id_seen")
+    where = (f"(outcome = 'fail' AND (error IS NOT NULL OR status >= 500)) OR (outcome IS DISTINCT FROM 'fail' AND "
+             f"outcome IS DISTINCT FROM 'info' AND kind IN {tuple(sorted(CHAT_KINDS))} AND ({' OR '.join(reply)}))")
+    if request_id == "own":  # replies whose id is not the one sent, and the ops that sent such an id
+        carried = ("outcome = 'ok' AND request_id_seen <> '' AND request_id_seen IS DISTINCT FROM request_id_sent "
+                   "AND NOT excused")
+        where += (f" OR ({carried}) OR request_id_sent IN (SELECT request_id_seen FROM o WHERE {carried})")
+    return where
+
+
+def owners_of(cols: Columns, wanted: set[str]) -> dict[str, dict[str, Any]]:
+    """The op that sent each wanted canary (the last in history order, as a pass over the files found)."""
+    rows = cols.con.execute("SELECT c, max(seq) FROM (SELECT unnest(canaries_sent) AS c, seq FROM o "
+                            "WHERE list_has_any(canaries_sent, $1)) WHERE c IN (SELECT unnest($1)) GROUP BY c",
+                            [sorted(wanted)]).fetchall()
+    found = briefs(cols, (seq for _, seq in rows))
+    return {c: found[seq] for c, seq in rows}
+
+
 def _overlap(a: dict[str, Any], b: dict[str, Any]) -> float | None:
     try:
         return round(min(a["complete_wall"], b["complete_wall"]) - max(a["invoke_wall"], b["invoke_wall"]), 6)
     except (KeyError, TypeError):
         return None
-
-
-def find_owners(files: Iterable[Path], wanted: set[str]) -> dict[str, dict[str, Any]]:
-    """The ops that sent the wanted canaries: a raw byte search, parsing only matching lines."""
-    pattern = re.compile(b"|".join(re.escape(c.encode()) for c in sorted(wanted)))
-    owners: dict[str, dict[str, Any]] = {}
-    for path in files:
-        for chunk in iter_chunks(path):
-            for line in _matching_lines(pattern, chunk):
-                try:
-                    rec = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                if isinstance(rec, dict) and rec.get("type") == "op":
-                    for c in rec.get("canaries_sent") or ():
-                        if c in wanted:
-                            owners[c] = brief(rec)
-    return owners
-
-
-def _matching_lines(pattern: re.Pattern[bytes], chunk: bytes) -> Iterator[bytes]:
-    """The lines of `chunk` (newline kept) in which `pattern` matches: one search over the block skips
-    the many lines without a match."""
-    pos = 0
-    while (m := pattern.search(chunk, pos)) is not None:
-        start = chunk.rfind(b"\n", 0, m.start()) + 1
-        pos = chunk.find(b"\n", m.start()) + 1 or len(chunk)
-        line = chunk[start:pos]
-        if pattern.search(line) is not None:  # not a match running on into the next line
-            yield line

@@ -1,4 +1,5 @@
-"""Checks a run folder: one pass over its history through every checker, then results.json.
+"""Checks a run folder: its history as columns (`sessionstorm.columns`), queried by every checker's
+`scan`, its events fed one by one, then results.json.
 
 Checkers compose like Jepsen's: the run is valid only if every checker is; any false
 makes it false; otherwise any unknown (a checker that could not decide or crashed)
@@ -9,6 +10,8 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
+
+import orjson
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,12 @@ from sessionstorm.checker.faults import Faults, fault_events
 from sessionstorm.checker.catalogue import CODES, Tally, describe
 from sessionstorm.checker.invariants import Invariants
 from sessionstorm.checker.observe import Observe
-from sessionstorm.checker.replies import Replies, find_owners
+from sessionstorm.checker.replies import Replies, owners_of
 from sessionstorm.checker.sessions import Churn, Conversations
 from sessionstorm.checker.stats import DEFAULT_THRESHOLDS, Stats, judge_thresholds
 from sessionstorm import plugins
 from sessionstorm.errors import ConfigError
+from sessionstorm.columns import Columns
 from sessionstorm.history import history_files, iter_records
 from sessionstorm.rundir import RunDir
 
@@ -74,59 +78,47 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
     # Failures inside a fault window (+ grace) are availability under the fault: counted by
     # `faults`, kept out of availability, the error/unknown rates and per-reply failure codes.
     faults = Faults(fault_events(files), thresholds.get("recovery_s"))
-    excusable = {avail.name, replies.name, stats.name}
-    has_faults = bool(faults)  # the hot path below pays one local test when there are none
+    has_faults = bool(faults)
     if has_faults:
         checkers.append(faults)
     crashed: dict[str, str] = {}
-    by_kind: dict[str | None, list[tuple[Checker, Callable[[dict[str, Any]], None]]]] = {}  # kind -> (checker, op)
-
-    def route(kind: str | None) -> list[tuple[Checker, Callable[[dict[str, Any]], None]]]:
-        by_kind[kind] = [(c, c.op) for c in checkers if c.name not in crashed and (c.kinds is None or kind in c.kinds)]
-        return by_kind[kind]
 
     def crash(c: Checker) -> None:
-        crashed[c.name] = traceback.format_exc(limit=3)
-        by_kind.clear()
+        crashed.setdefault(c.name, traceback.format_exc(limit=3))
 
     corrupt: list[dict[str, Any]] = []
-    n_ops = 0
     t0 = time.monotonic()
     from sessionstorm.progress import for_files
-    update = for_files("checking", files) if progress else None  # None off a terminal: the plain loop
-    for rec in iter_records(files, on_corrupt=lambda f, n, e: corrupt.append({"file": f.name, "line": n, "error": e}),
-                            progress=update):
-        rtype = rec["type"]
-        if rtype == "op":
-            n_ops += 1
-            kind = rec.get("kind")
-            if has_faults and rec.get("outcome") != "ok" and faults.excuse(rec):
-                stats.apart(rec)
-                for c, op in route(kind) if by_kind.get(kind) is None else by_kind[kind]:
-                    if c.name not in excusable:
-                        try:
-                            op(rec)
-                        except Exception:
-                            crash(c)
-                continue
-            handlers = by_kind.get(kind)  # the hot path: no call to route once a kind is known
-            for c, op in route(kind) if handlers is None else handlers:
-                try:
-                    op(rec)
-                except Exception:
-                    crash(c)
-        elif rtype == "event":
-            if has_faults and faults.excuse_event(rec):  # a snapshot that failed while its database was faulted
+    update = for_files("checking", files) if progress else None  # None off a terminal: no bar
+    with Columns(run.path, on_corrupt=lambda f, n, e: corrupt.append({"file": f.name, "line": n, "error": e}),
+                 progress=update) as cols:
+        # o: the ops; excused: a failure inside a fault window (+ grace), judged by `faults` alone
+        cols.con.execute(f"CREATE TEMP VIEW o AS SELECT *, {faults.excused_sql()} AS excused FROM h WHERE type = 'op'")
+        n_ops = cols.one("SELECT count(*) FROM o")[0]
+        events = [{"type": "event", "kind": kind, "process": process, "wall": wall, "mono": mono,
+                   "data": orjson.loads(data) if data is not None else {}}
+                  for kind, process, wall, mono, data in cols.con.execute(
+                      "SELECT kind, process, wall, mono, data FROM h WHERE type = 'event' ORDER BY seq").fetchall()]
+        for c in checkers:
+            if getattr(c, "scan", None) is None:
+                continue  # a plugin: fed below, record by record
+            try:
+                c.scan(cols)
+            except Exception:
+                crash(c)
+        for ev in events:
+            if has_faults and faults.excuse_event(ev):  # a snapshot that failed while its database was faulted
                 continue
             for c in checkers:
-                if c.name not in crashed:
+                if c.name not in crashed and getattr(c, "scan", None) is not None:
                     try:
-                        c.event(rec)
+                        c.event(ev)
                     except Exception:
                         crash(c)
-    wanted = replies.wanted()
-    if wanted:  # rare: only runs with crosstalk pay for a second pass
-        replies.resolve(find_owners(files, wanted))
+        wanted = replies.wanted() if replies.name not in crashed else set()
+        if wanted:  # rare: only runs with crosstalk look for the canaries' owners
+            replies.resolve(owners_of(cols, wanted))
+    _feed([c for c in checkers if getattr(c, "scan", None) is None], files, crashed, crash)
 
     tallies: dict[str, Tally] = {}
 
@@ -171,6 +163,24 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
     if write:
         run.write_json("results.json", results)
     return results
+
+
+def _feed(plugins: list[Checker], files: list[Path], crashed: dict[str, str], crash: Callable[[Checker], None]) -> None:
+    """Checkers without `scan` (plugins) see every record, as the history holds it, in history order."""
+    if not plugins:
+        return
+    for rec in iter_records(files):
+        rtype = rec["type"]
+        for c in plugins:
+            if c.name in crashed:
+                continue
+            try:
+                if rtype == "op" and (c.kinds is None or rec.get("kind") in c.kinds):
+                    c.op(rec)
+                elif rtype == "event":
+                    c.event(rec)
+            except Exception:
+                crash(c)
 
 
 LOG_MARKERS = ("Traceback", "Error", "ERROR", "Exception", "FATAL", "panic")

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sessionstorm.checker.base import Checker, Report, brief, evidence
+from sessionstorm.checker.base import Checker, Report, brief, briefs, evidence, op_rows
+
+if TYPE_CHECKING:
+    from sessionstorm.columns import Columns
 
 CHURN_WINDOW_S = 10.0
 CONTEXT_DEPTH = 20  # earlier messages checked against each reply's context
@@ -52,6 +55,29 @@ class Churn(Checker):
         prev = self.first_seen.get(k)
         if prev is None or t < (prev.get("invoke_wall") or 0.0):
             self.first_seen[k] = brief(op)
+
+    def scan(self, cols: Columns) -> None:
+        """What `op` keeps, by SQL: the op count, models asked per owner and 10 s bucket, and the
+        first op of each (owner, session), the dicts filled in order of first appearance."""
+        kinds = tuple(sorted(self.kinds))
+        judged = "true" if self.judged else "kind = 'message'"
+        cols.con.execute(
+            "CREATE OR REPLACE TEMP VIEW churn AS SELECT seq, session_seen, model_asked, coalesce(invoke_wall, 0.0) AS t, "
+            "CASE WHEN kind = 'message' THEN 'user:' || coalesce(\"user\", 'None') ELSE \"key\" END AS owner "
+            f"FROM o WHERE kind IN {kinds} AND session_seen <> '' AND outcome = 'ok' AND ({judged})")
+        cols.con.execute("CREATE OR REPLACE TEMP VIEW churn_ops AS SELECT * FROM churn WHERE owner IS NOT NULL")
+        self.ops += cols.one("SELECT count(*) FROM churn_ops")[0]
+        # int(t // 10) as Python computes it: floor((t - fmod(t, 10)) / 10), rounded (t >= 0)
+        bucket = (f"CASE WHEN t >= 0 THEN round((t - fmod(t, {CHURN_WINDOW_S})) / {CHURN_WINDOW_S}) "
+                  f"ELSE floor(t / {CHURN_WINDOW_S}) END::BIGINT")
+        for owner, b, model in cols.con.execute(
+                f"SELECT owner, {bucket} AS b, model_asked FROM churn_ops WHERE model_asked <> '' GROUP BY ALL").fetchall():
+            self.models[owner][b].add(model)
+        firsts = cols.con.execute("SELECT owner, session_seen, arg_min(seq, (t, seq)) FROM churn_ops "
+                                  "GROUP BY ALL ORDER BY min(seq)").fetchall()
+        found = briefs(cols, (seq for *_, seq in firsts))
+        for owner, session, seq in firsts:
+            self.first_seen[(owner, session)] = found[seq]
 
     def _switching(self, owner: str, t: float) -> bool:
         b = int(t // CHURN_WINDOW_S)
@@ -108,6 +134,7 @@ class Conversations(Checker):
 
     def __init__(self) -> None:
         self.msgs: dict[str, list[tuple[float, float, str, str, int | None, frozenset[str] | None, dict[str, Any]]]] = defaultdict(list)
+        self.losses: list[Loss] | None = None  # context losses found by `scan` (SQL); None: found by `finish`
 
     def op(self, op: dict[str, Any]) -> None:
         if op.get("outcome") != "ok" or op.get("user") is None:
@@ -116,6 +143,44 @@ class Conversations(Checker):
         self.msgs[str(op["user"])].append((op.get("invoke_wall") or 0.0, op.get("complete_wall") or 0.0,
                                            op.get("value"), op.get("session_seen"), op.get("turn"),
                                            frozenset(values) if isinstance(values, list) else None, brief(op)))
+
+    def scan(self, cols: Columns) -> None:
+        """Only first messages (turn 1) reach `op`; context loss is one SQL query: each message's
+        CONTEXT_DEPTH latest earlier acknowledged messages, among the 4 x CONTEXT_DEPTH before it,
+        whose value its context lacks."""
+        acked = "kind = 'message' AND outcome = 'ok' AND \"user\" IS NOT NULL"
+        for (user,) in cols.con.execute(f'SELECT "user" FROM o WHERE {acked} GROUP BY 1 ORDER BY min(seq)').fetchall():
+            self.msgs[user] = []  # users in order of first appearance, as `op` meets them
+        for op in op_rows(cols, f"{acked} AND turn = 1"):
+            self.op({**op, "values": None})  # its context is judged below, with every message
+        rows = cols.con.execute(f"""
+            WITH m AS (
+              SELECT seq, "user" AS u, coalesce(invoke_wall, 0.0) AS t0, coalesce(complete_wall, 0.0) AS t1,
+                     "value" AS v, "values" AS vs, min(seq) OVER (PARTITION BY "user") AS first,
+                     row_number() OVER (PARTITION BY "user" ORDER BY coalesce(invoke_wall, 0.0), seq) AS rn
+              FROM o WHERE kind = 'message' AND outcome = 'ok' AND "user" IS NOT NULL),
+            pairs AS (
+              SELECT a.seq AS mseq, a.first, a.rn, b.seq AS pseq, b.rn AS prn, NOT list_contains(a.vs, b.v) AS miss,
+                     row_number() OVER (PARTITION BY a.seq ORDER BY b.rn DESC) AS k
+              FROM m a JOIN m b ON b.u = a.u AND b.rn >= a.rn - {4 * CONTEXT_DEPTH} AND b.rn < a.rn
+                                AND b.t1 < a.t0 AND b.v <> ''
+              WHERE a.vs IS NOT NULL)
+            SELECT mseq, arg_max(pseq, prn) FILTER (WHERE miss), count(*) FILTER (WHERE miss) AS n
+            FROM pairs WHERE k <= {CONTEXT_DEPTH} GROUP BY mseq, first, rn HAVING n > 0 ORDER BY first, rn""").fetchall()
+        found = briefs(cols, (seq for row in rows for seq in row[:2]))
+        self.losses = [(found[m], found[last], n) for m, last, n in rows]
+
+    def _losses(self) -> list[Loss]:
+        out = []
+        for msgs in self.msgs.values():
+            for i, m in enumerate(msgs):
+                if m[5] is None:
+                    continue
+                earlier = [p for p in msgs[max(0, i - 4 * CONTEXT_DEPTH):i] if p[1] < m[0] and p[2]][-CONTEXT_DEPTH:]
+                missing = [p for p in earlier if p[2] not in m[5]]
+                if missing:
+                    out.append((m[6], missing[-1][6], len(missing)))
+        return out
 
     def finish(self, report: Report) -> bool | None:
         ok = True
@@ -130,14 +195,12 @@ class Conversations(Checker):
                         ok = False
                         report("DUPLICATE_ACTIVE_SESSION", evidence([a[6], b[6]], f"user {user}: overlapping first "
                                                                     f"messages got sessions {a[3]} and {b[3]}"))
-            for i, m in enumerate(msgs):
-                if m[5] is None:
-                    continue
-                earlier = [p for p in msgs[max(0, i - 4 * CONTEXT_DEPTH):i] if p[1] < m[0] and p[2]][-CONTEXT_DEPTH:]
-                missing = [p for p in earlier if p[2] not in m[5]]
-                if missing:
-                    ok = False
-                    report("CONTEXT_LOSS", evidence([missing[-1][6], m[6]], f"user {user}: turn {m[4]} in session "
-                                                    f"{m[3]} lacks {len(missing)} acknowledged earlier message(s), "
-                                                    f"last from session {missing[-1][3]}"))
+        for m, last, n in self._losses() if self.losses is None else self.losses:
+            ok = False
+            report("CONTEXT_LOSS", evidence([last, m], f"user {m['user']}: turn {m['turn']} in session "
+                                            f"{m['session_seen']} lacks {n} acknowledged earlier message(s), "
+                                            f"last from session {last['session_seen']}"))
         return ok
+
+
+Loss = tuple[dict[str, Any], dict[str, Any], int]  # (message brief, brief of the last missing one, how many missing)

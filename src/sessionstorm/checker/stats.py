@@ -1,10 +1,12 @@
 """Run statistics (latency, throughput, error rate) and the thresholds judged on them."""
 from __future__ import annotations
 
-from array import array
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sessionstorm.checker.base import Checker, Report
+
+if TYPE_CHECKING:
+    from sessionstorm.columns import Columns
 
 THRESHOLD_KEYS = {  # name -> (stat it reads, True when the stat must stay at or below it)
     "error_rate": ("error_rate", True),
@@ -22,55 +24,43 @@ UNKNOWN_WHEN_BREACHED = frozenset({"info_rate"})
 
 
 class Stats(Checker):
+    """Outcomes, latency and TTFT percentiles, throughput: SQL over every op (view ``o``).
+
+    Failures inside fault windows (``excused``) count in the totals, apart from the rates."""
+
     name = "stats"
 
     def __init__(self) -> None:
-        self.latency = array("d")
-        self.ttft = array("d")
         self.outcomes = {"ok": 0, "fail": 0, "info": 0}
         self.apart_outcomes = {"fail": 0, "info": 0}  # failures inside fault windows (checker.faults)
+        self.latency: dict[str, Any] = {"p50": None, "p95": None, "p99": None, "max": None, "samples": 0}
+        self.ttft: dict[str, Any] = {"p50": None, "p95": None, "samples": 0}
         self.first: float | None = None
         self.last: float | None = None
 
-    def op(self, op: dict[str, Any]) -> None:
-        outcome = op.get("outcome", "info")
-        outcomes = self.outcomes
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        t0, t1 = op.get("invoke_wall"), op.get("complete_wall")
-        if t0 is None or t1 is None:
-            return
-        if outcome != "info":
-            self.latency.append((t1 - t0) * 1000)
-            ttft = op.get("ttft")
-            if ttft is not None:
-                self.ttft.append(ttft * 1000)
-        # what min() and max() would keep, without their calls
-        first = self.first
-        if first is None or t0 < first:
-            self.first = t0
-        last = self.last
-        if last is None or t1 > last:
-            self.last = t1
-
-    def apart(self, op: dict[str, Any]) -> None:
-        """A failure inside a fault window: in the totals, not in the error and unknown rates."""
-        outcome = op.get("outcome", "info")
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        self.apart_outcomes[outcome] = self.apart_outcomes.get(outcome, 0) + 1
+    def scan(self, cols: Columns) -> None:
+        for outcome, excused, n in cols.con.execute(
+                "SELECT coalesce(outcome, 'info'), excused, count(*) FROM o GROUP BY ALL ORDER BY min(seq)").fetchall():
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+            if excused:
+                self.apart_outcomes[outcome] = self.apart_outcomes.get(outcome, 0) + n
+        timed = "NOT excused AND invoke_wall IS NOT NULL AND complete_wall IS NOT NULL"
+        self.first, self.last = cols.one(f"SELECT min(invoke_wall), max(complete_wall) FROM o WHERE {timed}")
+        decided = f"{timed} AND coalesce(outcome, 'info') <> 'info'"
+        self.latency = _percentiles(cols, "(complete_wall - invoke_wall) * 1000", decided, (50, 95, 99))
+        self.ttft = _percentiles(cols, "ttft * 1000", f"{decided} AND ttft IS NOT NULL", (50, 95))
+        del self.ttft["max"]
 
     def finish(self, report: Report) -> bool | None:
         return True
 
     def summary(self, reuse_ratio: float | None) -> dict[str, Any]:
-        lat, ttft = sorted(self.latency), sorted(self.ttft)
         duration = (self.last - self.first) if self.first is not None and self.last is not None else 0.0
         total = sum(self.outcomes.values())
         apart = sum(self.apart_outcomes.values())
         judged = total - apart  # failures inside fault windows are availability, judged by checker.faults
         undecided = judged - self.outcomes["ok"]
-        return {"latency_ms": {"p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99),
-                               "max": round(lat[-1], 3) if lat else None, "samples": len(lat)},
-                "ttft_ms": {"p50": _pct(ttft, 50), "p95": _pct(ttft, 95), "samples": len(ttft)},
+        return {"latency_ms": self.latency, "ttft_ms": self.ttft,
                 "throughput_rps": round(total / duration, 2) if duration > 0 else None,
                 # every operation not verified ok counts: a reply that never came is no success
                 "error_rate": round(undecided / judged, 5) if judged else None,
@@ -79,8 +69,23 @@ class Stats(Checker):
                 "session_reuse_ratio": reuse_ratio, "duration_s": round(duration, 3)}
 
 
-def _pct(values: list[float], p: float) -> float | None:
-    return round(values[min(len(values) - 1, int(p / 100 * len(values)))], 3) if values else None
+def _percentiles(cols: Columns, value: str, where: str, ps: tuple[int, ...]) -> dict[str, Any]:
+    """Exact percentiles of ``value`` over the ops ``where``: the value at index min(n - 1, int(p / 100 * n)) of the
+    sorted values (as ever), plus the max and the number of samples."""
+    cols.con.execute(f"CREATE OR REPLACE TEMP TABLE pct AS SELECT {value} AS v FROM o WHERE {where}")
+    n = cols.one("SELECT count(*) FROM pct")[0]
+    out: dict[str, Any] = {f"p{p}": None for p in ps}
+    if n:
+        at = {f"p{p}": min(n - 1, int(p / 100 * n)) for p in ps}
+        got = dict(cols.con.execute("SELECT r, v FROM (SELECT v, row_number() OVER (ORDER BY v) - 1 AS r FROM pct) "
+                                    "WHERE r IN (SELECT unnest($1::BIGINT[]))", [[*at.values(), n - 1]]).fetchall())
+        out = {name: round(got[i], 3) for name, i in at.items()}
+        out["max"] = round(got[n - 1], 3)
+    else:
+        out["max"] = None
+    out["samples"] = n
+    cols.con.execute("DROP TABLE pct")
+    return out
 
 
 def judge_thresholds(stats: dict[str, Any], thresholds: dict[str, float], report: Report

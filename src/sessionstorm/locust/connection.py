@@ -49,11 +49,16 @@ def tap_pool(session: Any, base_url: str, timeout_s: float, spreader: Any = None
     pool.connection_timeout = min(timeout_s, 5.0)
     tap = Tap()
     get_socket = pool.get_socket
+    last: list[Any] = [None, None]  # the socket handed out last and its peer: reused request after request
 
     def tapped() -> Any:
         sock = get_socket()
         tap.connected = True
-        tap.peer = peer_of(sock)
+        if sock is last[0]:  # a socket's peer never changes; getpeername cost a syscall per request
+            tap.peer = last[1]
+        else:
+            tap.peer = peer = peer_of(sock)
+            last[:] = (sock, peer) if peer is not None else (None, None)
         return sock
 
     pool.get_socket = tapped

@@ -87,8 +87,12 @@ class Nemesis:
 
     def __init__(self, faults: list[Fault], history_path: Any, controls: Mapping[str, Any], *,
                  provider_url: str | None = None, proxy: DropProxy | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, gate: threading.Event | None = None) -> None:
         self.faults = faults
+        # With a gate, fault times count from when it opens instead of from start(): a driver
+        # that prepares before its load (keys, sessions: seconds on a busy machine) opens it once
+        # the load runs, so a fault never lands in the preparation.
+        self.gate = gate
         self.controls = dict(controls)
         self.provider_url, self.proxy = provider_url, proxy
         self.progress = progress or (lambda m: None)
@@ -100,6 +104,7 @@ class Nemesis:
         self._t0 = 0.0
         self._state: dict[str, str] = {}  # spec -> "pending" | "active" | "done"
         self._switch: dict[str, ProviderSwitch] = {}
+        self._ended: list[float] = []  # time.time() after each fault's end record
         self.records: list[dict[str, Any]] = []
 
     # -- lifecycle --------------------------------------------------------------------
@@ -129,6 +134,15 @@ class Nemesis:
         self.history.close()
 
     def _loop(self) -> None:
+        if self.gate is not None:
+            waiting = time.monotonic()
+            while not self.gate.wait(0.02):
+                if self._stop.is_set() or time.monotonic() - waiting > GATE_MAX_S:
+                    break
+            if self._stop.is_set():
+                return  # stop() records the faults as skipped
+            self._t0 = time.monotonic()
+            self.history.event("fault_clock", opened=self.gate.is_set(), waited_s=round(self._t0 - waiting, 3))
         steps = sorted([(f.at_s, 0, i, f) for i, f in enumerate(self.faults)]
                        + [(end_s(f), 1, i, f) for i, f in enumerate(self.faults)], key=lambda s: s[:3])
         for when, phase, _, f in steps:
@@ -141,6 +155,14 @@ class Nemesis:
                     self._end(f)
             except Exception:  # never let the scheduler die silently: the record says why
                 self._record(f, "error", False, traceback.format_exc(limit=2))
+
+    def ended_wall(self) -> float | None:
+        """When the last fault ended (``time.time()``, taken after its end record, so an op
+        invoked later is after the end for the checker too); None while any is pending or
+        active, or when one never ended (not applied: the run is unknown anyway)."""
+        if len(self._ended) < len(self.faults):
+            return None
+        return max(self._ended, default=None)
 
     # -- actions ------------------------------------------------------------------------
     def _record(self, f: Fault, phase: str, applied: bool, error: str | None, **more: Any) -> None:
@@ -173,6 +195,7 @@ class Nemesis:
             self._record(f, "end", False, f"{type(e).__name__}: {e}"[:300], cut_short=cut_short)
             return
         self._record(f, "end", True, None, cut_short=cut_short, back_in_s=round(time.monotonic() - t, 3))
+        self._ended.append(time.time())
 
     def _control(self, f: Fault) -> Any:
         c = self.controls.get(f.component)
@@ -211,6 +234,7 @@ class Nemesis:
 
 
 READY_JOIN_S = 120.0  # stop() waits this long for a step in progress (a component starting again)
+GATE_MAX_S = 120.0    # a gate that never opens: the clock starts anyway (the run's own bound ends it first)
 
 
 # -- the Run's side (sessionstorm.run.Run calls these three) ------------------------------
@@ -259,7 +283,8 @@ def start_for(run: Any, proxy: DropProxy | None, stack: Any) -> Nemesis:
         provider = stack.provider.url if stack is not None else None
     except Exception:
         provider = None
+    # run.fault_gate: set by a driver whose fault times count from its load (regression/conftest.py)
     n = Nemesis(run.faults, run.dir.history_path(process_name("nemesis")), controls_for(stack, run.target),
-                provider_url=provider, proxy=proxy, progress=run.progress)
+                provider_url=provider, proxy=proxy, progress=run.progress, gate=getattr(run, "fault_gate", None))
     run.progress("faults: " + ", ".join(f.spec for f in run.faults))
     return n.start()
