@@ -42,6 +42,7 @@ from sessionstorm.llm import WORDINGS, LlamaServer
 from sessionstorm.profile import load_profile
 from sessionstorm.run import Run
 from sessionstorm.stack import Stack
+from sessionstorm.stack.process import terminate
 from sessionstorm.stack.launch import RunningTarget, launch
 
 HERE = Path(__file__).resolve().parent
@@ -85,13 +86,7 @@ class Upstream:
         return [r for r in rows if r["start"] >= start and r["end"] <= end]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
 
 def with_vars(target: RunningTarget, **vars: str) -> RunningTarget:

@@ -22,6 +22,7 @@ import psutil
 import pytest
 from conftest import reference_profile
 
+from sessionstorm.stack.process import terminate
 from sessionstorm.history import history_files, iter_records
 from sessionstorm.stack.launch import RunningTarget
 
@@ -59,12 +60,7 @@ def twins() -> Iterator[list[subprocess.Popen]]:
 
 
 def stop_twin(p: subprocess.Popen) -> None:
-    p.terminate()
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
+    terminate(p)
 
 
 def start_twin(twins: list[subprocess.Popen], real, host: str, bugs: str) -> subprocess.Popen:

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from sessionstorm.errors import ConfigError, StartupError
+from sessionstorm.stack.process import terminate
 from sessionstorm.workload.prompts import REAL_FIRST_LINE as FIRST_LINE
 from sessionstorm.workload.prompts import REAL_INSTRUCTION as DEFAULT_INSTRUCTION
 
@@ -134,13 +135,8 @@ class LlamaServer:
         raise StartupError.with_logs("llama-server", f"GET {self.url}/health -> 200", last, logs)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            terminate(self.proc)
         self.proc = None
 
     def __enter__(self) -> LlamaServer:

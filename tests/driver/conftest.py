@@ -8,6 +8,8 @@ import httpx
 import portpicker
 import pytest
 
+from sessionstorm.stack.process import terminate
+
 HERE = Path(__file__).parent
 
 
@@ -29,23 +31,4 @@ def server_url():
                 pytest.fail(f"test server did not start: {proc.stderr.read().decode()[-500:]}")
             time.sleep(0.1)
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def write_profile(tmp_path, base_url, extra=""):
-    p = tmp_path / "profile.toml"
-    p.write_text(f"""
-[target]
-base_url = "{base_url}"
-flavors = ["gateway", "observe"]
-timeout_s = 5.0
-[keys]
-literal = ["sk-good"]
-{extra}
-""")
-    return p
+    terminate(proc)

@@ -1,7 +1,6 @@
 """The driver against a real HTTP server: every op recorded with its fields, faults as outcomes."""
 import asyncio
 
-from conftest import write_profile
 
 from sessionstorm.canary import find_canaries
 from sessionstorm.driver import Driver, run_scenario
@@ -11,6 +10,20 @@ from sessionstorm.rundir import RunDir
 from sessionstorm.workload import gateway, observe
 from sessionstorm.profile import load_profile
 from sessionstorm.stack.launch import attach
+
+
+def write_profile(tmp_path, base_url, extra=""):
+    p = tmp_path / "profile.toml"
+    p.write_text(f"""
+[target]
+base_url = "{base_url}"
+flavors = ["gateway", "observe"]
+timeout_s = 5.0
+[keys]
+literal = ["sk-good"]
+{extra}
+""")
+    return p
 
 
 def _run(scenario, profile_path, tmp_path, **kw):

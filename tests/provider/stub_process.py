@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import portpicker
 
+from sessionstorm.stack.process import terminate
+
 AUTH = ("admin", "sessionstorm")  # the stub's documented default --basic-auth
 FAST = ["--ttft-ms", "0", "--jitter-ms", "0", "--token-ms", "0", "--session-open-ms", "0"]
 
@@ -46,9 +48,4 @@ def start_provider(log_dir: Path, *args: str, timeout: float = 30) -> Running:
 
 
 def stop_provider(running: Running) -> None:
-    running.proc.terminate()
-    try:
-        running.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        running.proc.kill()
-        running.proc.wait(10)
+    terminate(running.proc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from mirakuru import Executor
@@ -19,6 +20,17 @@ from sessionstorm.stack import reaper
 Probe = Callable[[], tuple[bool, str]]  # -> (ready, what was seen)
 
 STOP_TIMEOUT = 10.0  # s a service gets to exit on its stop signal before it is killed
+
+
+def terminate(proc: subprocess.Popen[Any], grace: float = STOP_TIMEOUT) -> None:
+    """End a child we started (SIGTERM, then SIGKILL after ``grace``) and reap it. Idempotent."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 class _ExitedEarly(Exception):
