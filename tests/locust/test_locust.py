@@ -84,7 +84,8 @@ def test_a_worker_without_the_token_gets_no_keys(tmp_path):
     port = str(portpicker.pick_unused_port())
     base = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "shared_key.py")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSTORM_")}
-    master = subprocess.Popen([*base, "--master", "--headless", "-u", "2", "-r", "2", "-t", "3s", "--expect-workers", "1",
+    # 15 s: on a busy machine (4 CPU hogs) a 3 s run ended before the worker's first reply
+    master = subprocess.Popen([*base, "--master", "--headless", "-u", "2", "-r", "2", "-t", "15s", "--expect-workers", "1",
                                "--master-bind-port", port, "--reports-dir", str(tmp_path / "reports")],
                               env={**env, "SESSIONSTORM_WORKER_TOKEN": "tok-5e1f-right"}, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
