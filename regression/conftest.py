@@ -141,7 +141,7 @@ def run_checked(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any]]
         r = Run(scenario, driver="regression", target=target, reports_dir=REPORTS / _safe(request.node.name),
                 settings=overrides, faults=faults, fault_stack=fault_stack, thresholds=thresholds)
         if faults and until is not None:
-            r.fault_gate = threading.Event()  # type: ignore[attr-defined]  # read by nemesis.start_for
+            r.fault_gate = threading.Event()  # read by nemesis.start_for
         r.start()
         sc = SCENARIOS[scenario] if until is None else SCENARIOS[scenario].until(lambda d: until(r, d))
         try:  # r.target: a drop fault puts a proxy in front of the target

@@ -185,6 +185,9 @@ class Run:
         from sessionstorm import nemesis
         self.faults = nemesis.plan(faults, self.profile, backend=backend, stack=fault_stack, target=target, host=host)
         self.fault_stack, self.nemesis, self._proxy = fault_stack, None, None
+        # set before start(): fault times count from when the driver opens it (its load is
+        # running), not from start(), however long the preparation takes on a busy machine
+        self.fault_gate: threading.Event | None = None
         self.command = list(command if command is not None else sys.argv)
         self.target = target
         self.launched = False

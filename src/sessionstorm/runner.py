@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -93,11 +95,15 @@ def run(scenario: str, target_profile: str | None, sets: tuple[str, ...], host: 
     if not SCENARIOS[scenario].supports(RunningTarget(r.profile, "")):
         raise ConfigError("scenario", scenario, f"a target speaking {SCENARIOS[scenario].flavor}",
                           f"add {SCENARIOS[scenario].flavor!r} to target.flavors or pick another scenario")
+    chosen: Any = scenario
+    if faults and hasattr(SCENARIOS[scenario], "until"):  # fault times count from the load's first tick
+        gate = r.fault_gate = threading.Event()
+        chosen = SCENARIOS[scenario].until(lambda d: gate.set() or False)  # opens it; never ends the load
     r.start()
     try:
         say(f"running {scenario} against {r.url}" + (f" (bugs: {bugs})" if bugs else ""))
         with r.interruptible() as stop:
-            result = asyncio.run(run_scenario(scenario, r.target, r.dir, stop=stop, wire=r.wire, **overrides))
+            result = asyncio.run(run_scenario(chosen, r.target, r.dir, stop=stop, wire=r.wire, **overrides))
         say(f"{result.ops} ops in {result.duration_s:.1f} s; checking")
         r.settings = result.settings
     except KeyboardInterrupt:

@@ -283,8 +283,8 @@ def start_for(run: Any, proxy: DropProxy | None, stack: Any) -> Nemesis:
         provider = stack.provider.url if stack is not None else None
     except Exception:
         provider = None
-    # run.fault_gate: set by a driver whose fault times count from its load (regression/conftest.py)
+    # run.fault_gate: opened by a driver whose fault times count from its load (runner, regression)
     n = Nemesis(run.faults, run.dir.history_path(process_name("nemesis")), controls_for(stack, run.target),
-                provider_url=provider, proxy=proxy, progress=run.progress, gate=getattr(run, "fault_gate", None))
+                provider_url=provider, proxy=proxy, progress=run.progress, gate=run.fault_gate)
     run.progress("faults: " + ", ".join(f.spec for f in run.faults))
     return n.start()
