@@ -6,9 +6,15 @@ import httpx
 from sessionstorm.cli import main
 
 
-def _compare(capsys, old, new) -> tuple[int, str]:
-    code = main(["compare", str(old), str(new)])
+def _compare(capsys, old, new, *limits: str) -> tuple[int, str]:
+    code = main(["compare", *limits, str(old), str(new)])
     return code, capsys.readouterr().out
+
+
+# Two runs of one build on a shared machine differ by noise alone (CI saw p95 ×3.0 and
+# throughput −12 %): judged with limits that noise stays within. The slowed twin below is
+# judged with the default limits, and its p95 at least doubles by construction.
+NOISE = ("--latency-ratio", "10", "--throughput-drop", "0.9")
 
 
 LONG = {"users": 10, "rounds": 25}  # 250 samples: p95 is judged (compare.min_samples)
@@ -19,7 +25,7 @@ def test_compare_flags_a_doubled_p95_and_a_new_code_but_not_the_same_build(check
     same, r_same = checked_run("shared_key", **LONG)
     assert r_base["valid"] is True and r_same["valid"] is True
     assert r_base["stats"]["latency_ms"]["samples"] >= 200, "premise: enough samples for p95 to be judged"
-    code, out = _compare(capsys, base, same)
+    code, out = _compare(capsys, base, same, *NOISE)
     assert code == 0, out
     assert "verdict: no regression" in out and (same / "compare.html").is_file()
 
