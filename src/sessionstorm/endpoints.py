@@ -398,12 +398,6 @@ async def asurvey(url: str, addresses: Sequence[Address], **kwargs: Any) -> list
     return [fp for fps in per_address for fp in fps]
 
 
-async def apreflight(url: str, overrides: Mapping[str, Sequence[str]] | None = None, *,
-                     allow_remote: bool = False, skip_unwell: bool = False, **kwargs: Any) -> list[dict[str, Any]]:
-    return compare(url, await asurvey(url, resolve(url, overrides, allow_remote=allow_remote), **kwargs),
-                   skip_unwell=skip_unwell)
-
-
 def survey(url: str, overrides: Mapping[str, Sequence[str]] | None = None, *, allow_remote: bool = False,
            **kwargs: Any) -> list[dict[str, Any]]:
     """Every address's fingerprints (what `preflight` compares), for a caller that keeps them."""
@@ -416,4 +410,4 @@ def preflight(url: str, overrides: Mapping[str, Sequence[str]] | None = None, *,
     ``[]`` or one SPLIT_ENDPOINT finding. Keyword arguments as for `fingerprint`. Bad input
     (unresolvable host, non-IP or remote override) raises ConfigError before any probe.
     ``skip_unwell``: see `compare` (the re-probes during a run use it)."""
-    return asyncio.run(apreflight(url, overrides, allow_remote=allow_remote, skip_unwell=skip_unwell, **kwargs))
+    return compare(url, survey(url, overrides, allow_remote=allow_remote, **kwargs), skip_unwell=skip_unwell)

@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -297,14 +298,13 @@ class Run:
                                identity_header=t.identity_header or None, session_path=session_path,
                                connections=PREFLIGHT_CONNECTIONS)
         findings = endpoints.compare(self.url, fps, skip_unwell=probe > 0)
-        answered: dict[str, int] = {}  # connections that answered, by address: what the probe could compare
-        for fp in fps:
-            if "error" not in fp:
-                answered[fp["address"]] = answered.get(fp["address"], 0) + 1
-        self._record_probe(probe, findings=findings, answered=answered, seconds=round(time.monotonic() - t0, 3))
+        # connections that answered, by address: what the probe could compare
+        answered = Counter(fp["address"] for fp in fps if "error" not in fp)
+        self._record_probe(probe, findings=findings, answered=dict(answered), seconds=round(time.monotonic() - t0, 3))
         return findings
 
     def _record_probe(self, probe: int, **data: Any) -> None:
+        from sessionstorm.checker.endpoints import split_key
         from sessionstorm.history import HistoryWriter, process_name
 
         assert self.dir is not None
@@ -315,7 +315,6 @@ class Run:
                 h.event("preflight", url=self.url, addresses=self.addresses, probe=probe,
                         after_s=round(time.time() - (self.started or time.time()), 1), **data)
         for f in data.get("findings") or []:
-            from sessionstorm.checker.endpoints import split_key
             if split_key(f) not in self._told:
                 self._told.add(split_key(f))
                 when = f"probe {probe} during the run" if probe else "preflight"
