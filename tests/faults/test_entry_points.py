@@ -62,6 +62,10 @@ def test_locust_master_shows_the_fault_in_its_summary_and_report(tmp_path):
     results = json.loads((run / "results.json").read_text())
     assert results["faults"][0]["spec"] == "kill:target@2+1" and results["faults"][0]["applied"]
     assert "kill:target@2+1" in (run / "report.html").read_text()
+    # its clock started with the load (test_start), after the stack and the keys
+    events = [json.loads(line) for f in (run / "history").glob("*nemesis*.jsonl") for line in f.read_text().splitlines()]
+    clock = [e for e in events if e.get("kind") == "fault_clock"]
+    assert len(clock) == 1 and clock[0]["data"]["opened"], events
 
 
 def test_a_fault_the_run_ended_before_makes_it_unknown(tmp_path):

@@ -25,6 +25,7 @@ import logging
 import os
 import secrets
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,8 @@ def _setup_master(environment: Any) -> dict[str, Any]:
                         "run_time": getattr(o, "run_time", None), "processes": getattr(o, "processes", None),
                         "shared_keys": o.shared_keys})
     _state.run = run
+    if run.faults:  # fault times count from the load's start (test_start), not from the stack's
+        run.fault_gate = threading.Event()
     run.start()
     environment.host = run.url
     if not environment.stop_timeout:  # users finish the request in flight when the run stops
@@ -300,6 +303,8 @@ def _check_workers(runner: Any) -> None:
 @events.test_start.add_listener
 def _test_start(environment: Any, **_: Any) -> None:
     run = _state.run
+    if run is not None and run.fault_gate is not None:
+        run.fault_gate.set()
     if run is not None and run.target is not None and _state.snapshots is None:
         proc = process_name("snapshots")
         history = HistoryWriter(run.dir.history_path(proc), proc)
