@@ -1,12 +1,18 @@
-"""Checker cost on one core: generated histories of 100k and 1M ops (10M with --big), each checked
-cold (no columnar cache yet) in a fresh process pinned to core 0, next to the time stdlib
+"""Checker cost on one core: generated histories of 100k and 1M ops (10M with --big), written as the
+drivers write them (`HistoryWriter`: JSON lines, each sealed segment converted to Parquet in the
+background during the run), each checked in a fresh process pinned to core 0, next to the time stdlib
 `json.loads` takes merely to parse every line of the same history, in a fresh process too.
 
-Prints per size: the parse time, the check time, their ratio (wall; and of CPU seconds, which a
-busy machine disturbs less), the check's peak RSS and µs/op (flat µs/op = linear cost). Goal (issue 17): ratio <= 0.5 and <= 300 MB at 1M; 10M in bounded
-memory with linear cost.
-
-The machine is shared: parse and check alternate REPEAT times (3; 1 at 10M) and medians are quoted.
+Prints per size, side by side from one run:
+- the parse time;
+- the check with the columns written during the run (what a user waits for after a run; goal
+  (issue 17): <= 0.5x the parse, <= 300 MB at 1M; 10M in bounded memory with linear cost);
+- the check cold (columns/ removed: a history from elsewhere, converted by the check itself);
+- the CPU the conversion during the run cost, per op and as a share of the parse: that cost moved to
+  the run (a background thread at low priority), it did not vanish.
+Ratios are of wall seconds, and of CPU seconds (which a busy machine disturbs less); peak RSS; µs/op
+(flat µs/op = linear cost). The machine is shared: parse, check and cold check alternate REPEAT times
+(3; 1 at 10M) and medians are quoted.
 
 Usage: python bench/checker.py [--big] [--src DIR] [--repeat K] [N ...]
   --src DIR  check with the package under DIR (e.g. a copy of an older src/) for a before/after
@@ -22,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import orjson
 
 from sessionstorm.synth import write_run
 
@@ -62,6 +70,23 @@ def child(code: str, run: Path, src: str | None) -> dict:
     return json.loads(out.stdout)
 
 
+def stamps(run: Path) -> dict[str, dict]:
+    return {p.name: orjson.loads(p.read_bytes()) for p in (run / "columns").glob("*.json")}
+
+
+def cold_check(run: Path, src: str | None) -> dict:
+    """The check with no columns: the run's own set aside meanwhile, then put back."""
+    kept = run / "columns.run"
+    if (run / "columns").exists():
+        (run / "columns").rename(kept)
+    try:
+        return child(CHECK, run, src)
+    finally:
+        shutil.rmtree(run / "columns", ignore_errors=True)
+        if kept.exists():
+            kept.rename(run / "columns")
+
+
 def main() -> None:
     args = sys.argv[1:]
     big = "--big" in args
@@ -69,26 +94,41 @@ def main() -> None:
     repeat = int(args[args.index("--repeat") + 1]) if "--repeat" in args else 3
     flags = {src, str(repeat)}
     sizes = [int(a) for a in args if a.isdigit() and a not in flags] or [100_000, 1_000_000, *([10_000_000] if big else [])]
+    med = statistics.median
     with tempfile.TemporaryDirectory() as tmp:
         base = None
-        print(f"{'ops':>10} {'json.loads s':>12} {'check s':>8} {'ratio':>6} {'cpu ratio':>9} {'µs/op':>6} {'peak MB':>8}"
-              "  anomalies found")
+        print(f"{'ops':>10} {'json.loads s':>12} | {'check s':>7} {'ratio':>5} {'cpu ratio':>9} {'µs/op':>6} {'peak MB':>7} | "
+              f"{'cold s':>6} {'ratio':>5} {'cpu ratio':>9} {'peak MB':>7} | {'run conv µs/op':>14} {'÷ parse cpu':>11}  anomalies")
         for n in sizes:
+            t = time.perf_counter()
             run = write_run(Path(tmp) / str(n), n, anomalies=("CROSSTALK", "WRONG_MODEL", "LOST_WRITE")).path
-            parses, checks = [], []
-            for _ in range(repeat if n < 10_000_000 else 1):  # alternating, so both see the same load
+            written = time.perf_counter() - t
+            made = stamps(run)
+            conv_cpu = sum(s.get("cpu_s", 0.0) for s in made.values())
+            parses, checks, colds = [], [], []
+            for _ in range(repeat if n < 10_000_000 else 1):  # alternating, so all three see the same load
                 parses.append(child(PARSE, run, src))
-                shutil.rmtree(run / "columns", ignore_errors=True)  # cold: the check converts the history itself
                 checks.append(child(CHECK, run, src))
-            m = max(checks, key=lambda c: c["rss_mb"])
-            parse, check = statistics.median(p["s"] for p in parses), statistics.median(c["s"] for c in checks)
-            cpu = statistics.median(c["cpu"] / p["cpu"] for c, p in zip(checks, parses))
-            per = check / m["ops"] * 1e6
-            ratios = ", ".join(f"{c['s'] / p['s']:.2f}" for c, p in zip(checks, parses))
+                colds.append(cold_check(run, src))
+            redone = sorted(set(stamps(run)) - set(made))  # parts the check had to convert: none expected
+            parse = med(p["s"] for p in parses)
+            check, cold = med(c["s"] for c in checks), med(c["s"] for c in colds)
+            cpu = med(c["cpu"] / p["cpu"] for c, p in zip(checks, parses))
+            cold_cpu = med(c["cpu"] / p["cpu"] for c, p in zip(colds, parses))
+            ops = checks[0]["ops"]
+            per = check / ops * 1e6
             base = base or per
-            print(f"{m['ops']:>10} {parse:>12.2f} {check:>8.2f} {check / parse:>6.2f} {cpu:>9.2f} {per:>6.2f} "
-                  f"{m['rss_mb']:>8.0f}  {','.join(m['codes'])}   (µs/op vs smallest: {per / base:.2f}x; "
-                  f"wall ratios {ratios})", flush=True)
+            print(f"{ops:>10} {parse:>12.2f} | {check:>7.2f} {check / parse:>5.2f} {cpu:>9.2f} {per:>6.2f} "
+                  f"{max(c['rss_mb'] for c in checks):>7.0f} | {cold:>6.2f} {cold / parse:>5.2f} {cold_cpu:>9.2f} "
+                  f"{max(c['rss_mb'] for c in colds):>7.0f} | {conv_cpu / ops * 1e6:>14.2f} "
+                  f"{conv_cpu / med(p['cpu'] for p in parses):>11.2f}  {','.join(checks[0]['codes'])}", flush=True)
+            warm_r = ", ".join(f"{c['s'] / p['s']:.2f}" for c, p in zip(checks, parses))
+            cold_r = ", ".join(f"{c['s'] / p['s']:.2f}" for c, p in zip(colds, parses))
+            print(f"{'':>10} (µs/op vs smallest {per / base:.2f}x; wall ratios {warm_r}; cold {cold_r}; history written in "
+                  f"{written:.0f} s, {len(made)} parts made during it"
+                  + (f"; the check converted {len(redone)} more: {redone[:3]}" if redone else "") + ")", flush=True)
+            if checks[0]["codes"] != colds[0]["codes"]:
+                sys.exit(f"the checks disagree: {checks[0]['codes']} vs cold {colds[0]['codes']}")
             shutil.rmtree(Path(tmp) / str(n))  # a 10M history is ~7 GB: one at a time
 
 

@@ -95,6 +95,7 @@ def measure(arms: dict[str, tuple[str, dict[str, str]]], port: int, tmp: str, re
 
 
 def overhead() -> None:
+    load0 = os.getloadavg()[0]
     stub, port = stub_provider()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -110,8 +111,11 @@ def overhead() -> None:
           f"interleaved pairs, {SECONDS} s each, steady window; pairs {' '.join(f'{x:.2f}' for x in ratios)}; "
           "goal >= 0.9)")
     print(f"   Locust process CPU per request: bare {med['bare']['cpu_us']:.0f} µs, verified "
-          f"{med['verified']['cpu_us']:.0f} µs (ratio {statistics.median(cpu):.2f}); RSS at the end of load: "
-          f"bare {med['bare']['rss_mb']:.0f} MB, verified {med['verified']['rss_mb']:.0f} MB")
+          f"{med['verified']['cpu_us']:.0f} µs (ratio {statistics.median(cpu):.2f}; pairs {' '.join(f'{x:.2f}' for x in cpu)}); "
+          f"RSS at the end of load: bare {med['bare']['rss_mb']:.0f} MB, verified {med['verified']['rss_mb']:.0f} MB")
+    # On a shared machine the neighbours' load moves every figure: say how busy it was.
+    print(f"   BENCH_REPEATS={REPEATS} BENCH_SECONDS={SECONDS}; 1-min load average {load0:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} cores)")
     v = r["verified"]
     print(f"   verified runs: {sum(x['verified_ops'] for x in v)} of {sum(x['ops'] for x in v)} ops verified ok, "
           f"verdicts {sorted({str(x['verdict']) for x in v})}")

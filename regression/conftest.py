@@ -13,19 +13,24 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from sessionstorm.driver import run_scenario
 from sessionstorm.profile import Profile, load_profile
 from sessionstorm.profiles import REFERENCE
-from sessionstorm.run import Run
-from sessionstorm.scenarios import SCENARIOS
 from sessionstorm.stack.launch import RunningTarget, attach, launch, provider_args
+
+if TYPE_CHECKING:
+    from sessionstorm.run import Run
+# sessionstorm.run, .driver and .scenarios (httpx, Faker, DuckDB: ~0.5 s) are imported by the
+# tests that run scenarios, not here: xdist's controller loads this file before it starts
+# the workers, and runs no test itself.
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = Path(os.environ.get("SESSIONSTORM_REPORTS", ROOT / "reports")) / "regression"
@@ -47,6 +52,28 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
         return int(env)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(cores, min(2 * cores, 8))
+
+
+# The order tests are handed out in (xdist's load scheduling sends them in collection order,
+# two at a time at first). Long ones first, so none is the suite's tail while the other
+# workers sit idle: the two split-endpoint tests (the longest) each beside a bug-zoo test, so
+# two workers start one each. Every module's tests stay together, and the fault module comes
+# last: entering it stops the worker's targets (faults restart the stack's parts), so a
+# test of another module after it would start them again (~0.7 s of CPU and ~1.5 s each).
+_ORDER = ("test_split_endpoints.py::", "test_bug_zoo.py::", "test_clean.py::", "test_faults.py::test_fault_reveals_bug",
+          "test_faults.py::test_bug_is_invisible", "test_faults.py::")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, key in enumerate(_ORDER) if key in item.nodeid), len(_ORDER))
+
+    items.sort(key=rank)  # stable: the module's order within a group
+    split = [i for i in items if rank(i) == 0]
+    if split:  # each split test followed by another module's, so the first chunks part them
+        rest = items[len(split):]
+        paired = [t for pair in zip(split, rest) for t in pair]
+        items[:] = paired + split[len(paired) // 2:] + rest[len(paired) // 2:]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -94,32 +121,61 @@ class Targets:
 
     def __init__(self, profile: Profile, is_reference: bool, request: pytest.FixtureRequest) -> None:
         self.profile, self.is_reference, self.request = profile, is_reference, request
-        self.started: dict[str, RunningTarget] = {}
+        self.started: dict[str, Future[RunningTarget]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, bugs: str = "") -> RunningTarget:
-        with self._lock:  # a test may start two at once (a bug and its clean twin)
-            if bugs not in self.started:
-                if self.profile.target.base_url:
-                    self.started[bugs] = attach(self.profile)
-                else:
-                    stack = self.request.getfixturevalue("suite_stack")
-                    self.started[bugs] = launch(self.profile, stack, vars={"bugs": bugs} if self.is_reference else None,
-                                                name=(bugs or "clean").replace(",", "+"))
-            return self.started[bugs]
+        with self._lock:  # one start per bug set, even when two threads ask at once
+            future, mine = self.started.get(bugs), False
+            if future is None:
+                future, mine = self.started.setdefault(bugs, Future()), True
+        if mine:
+            try:
+                future.set_result(self._start(bugs))
+            except BaseException as e:
+                with self._lock:
+                    self.started.pop(bugs, None)
+                future.set_exception(e)
+                raise
+        return future.result()
 
-    def drop_all(self) -> None:
+    def many(self, *bug_sets: str) -> list[RunningTarget]:
+        """Several at once (a bug and its clean twin): a start mostly waits for the new
+        process to import and answer, so two cost about one."""
+        with ThreadPoolExecutor(len(bug_sets), thread_name_prefix="regression-start") as pool:
+            return list(pool.map(self, bug_sets))
+
+    def _start(self, bugs: str) -> RunningTarget:
+        if self.profile.target.base_url:
+            return attach(self.profile)
+        stack = self.request.getfixturevalue("suite_stack")  # set up already (see target_for)
+        return launch(self.profile, stack, vars={"bugs": bugs} if self.is_reference else None,
+                      name=(bugs or "clean").replace(",", "+"))
+
+    def drop_all(self, keep: str | None = None) -> RunningTarget | None:
         """Stop them all: a fault test restarts the stack's parts, and a target that lived
-        through that must not serve a later test as if nothing had happened."""
+        through that must not serve a later test as if nothing had happened. ``keep``: the
+        target of that bug set is not stopped but handed to the caller (and forgotten here)."""
         with self._lock:
             started, self.started = self.started, {}
-        for t in started.values():
-            t.stop()
+        ready = {b: f.result() for b, f in started.items() if f.done() and f.exception() is None}
+        kept = ready.pop(keep, None) if keep is not None else None
+        stop_all(list(ready.values()))
+        return kept
+
+
+def stop_all(targets: list[Any]) -> None:
+    """Stop targets at once: each stop waits for its process to exit."""
+    if targets:
+        with ThreadPoolExecutor(len(targets), thread_name_prefix="regression-stop") as pool:
+            list(pool.map(lambda t: t.stop(), targets))
 
 
 @pytest.fixture(scope="session")
 def target_for(profile: Profile, is_reference: bool, request: pytest.FixtureRequest) -> Iterator[Targets]:
     """A running target per bug set (one per worker, reused by its tests)."""
+    if not profile.target.base_url:
+        request.getfixturevalue("suite_stack")  # here, not from a thread that starts a target
     targets = Targets(profile, is_reference, request)
     yield targets
     targets.drop_all()
@@ -138,6 +194,10 @@ def run_checked(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any]]
             thresholds: dict[str, float] | None = None, until: Callable[[Run, Any], bool] | None = None,
             **overrides: int) -> dict[str, Any]:
         """``faults``: specs as --fault takes them, acting on ``fault_stack`` (and the target)."""
+        from sessionstorm.driver import run_scenario
+        from sessionstorm.run import Run
+        from sessionstorm.scenarios import SCENARIOS
+
         r = Run(scenario, driver="regression", target=target, reports_dir=REPORTS / _safe(request.node.name),
                 settings=overrides, faults=faults, fault_stack=fault_stack, thresholds=thresholds)
         if faults and until is not None:

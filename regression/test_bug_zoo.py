@@ -26,7 +26,7 @@ ROUNDS = max(1, int(os.environ.get("SESSIONSTORM_BUG_ROUNDS", "8")))
 def test_bug_is_caught(bugs, scenario, codes, target_for, run_pair, is_reference, record_property):
     if not is_reference:
         pytest.skip("the bug zoo needs the reference target")
-    target, clean = target_for(bugs), target_for("")
+    target, clean = target_for.many(bugs, "")
     seen: list[str] = []
     for n in range(1, ROUNDS + 1):
         results, twin = run_pair(scenario, target, clean)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import stop_all
 
 from sessionstorm.stack.launch import RunningTarget, launch
 
@@ -77,10 +78,11 @@ def past_grace(run: Any, d: Any) -> bool:
 def fault_stack(is_reference: bool, suite_stack: Any, target_for: Any) -> Iterator[Any]:
     """The worker's stack: faults act on it. Targets the worker started before are stopped
     (a restarted PostgreSQL would break their connections under a later test), and so are
-    those of this module at its end."""
+    those of this module at its end; the clean one, which no fault has touched yet, becomes
+    this module's clean target (see FaultTargets) instead of starting another."""
     if not is_reference:
         pytest.skip("fault tests launch the reference target")
-    target_for.drop_all()
+    suite_stack.inherited_clean = target_for.drop_all(keep="")
     yield suite_stack
 
 
@@ -90,7 +92,10 @@ class FaultTargets:
 
     def __init__(self, profile: Any, stack: Any) -> None:
         self.profile, self.stack = profile, stack
-        self._clean: RunningTarget | None = None
+        # the worker's clean target, handed over by fault_stack: it is reused as this module's
+        # own would be (each test proves it recovered), so it needs no start of its own
+        self._clean: RunningTarget | None = getattr(stack, "inherited_clean", None)
+        stack.inherited_clean = None
         self.fresh: list[RunningTarget] = []
 
     def clean(self) -> RunningTarget:
@@ -109,9 +114,8 @@ class FaultTargets:
         return t
 
     def stop(self) -> None:
-        self.discard_clean()
-        for t in self.fresh:
-            t.stop()
+        clean, self._clean = self._clean, None
+        stop_all([t for t in (clean, *self.fresh) if t is not None])
 
 
 @pytest.fixture(scope="module")

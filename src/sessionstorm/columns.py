@@ -1,39 +1,53 @@
-"""The history as columns: the drivers' JSON lines, converted once to Parquet and queried with DuckDB.
+"""The history as columns: the drivers' JSON lines, converted to Parquet parts and queried with DuckDB.
 
-The drivers keep writing JSON lines (cheap to append, safe to kill). The first check or report of
-a run converts each ``history/*.jsonl`` to ``columns/<name>.parquet`` in the run folder (DuckDB's
-JSON reader on one core); the view ``h`` adds ``seq``, the record's place in the history (file
-number << 32 | row in the file), so order-dependent rules see history order.
-``columns/manifest.json`` remembers each file's size and mtime: a changed file is converted again.
+The drivers keep writing JSON lines (cheap to append, safe to kill). Each writer seals its file in
+segments as it goes (``history.HistoryWriter``) and converts each sealed segment here, in the
+background; the check converts only what no writer did (the live tail of a running or killed writer,
+a gap, a file from another tool), with the same function. A part is ``columns/<file stem>.<start>-<end>.parquet``:
+the bytes [start, end) of one history file, next to its stamp ``.json`` (written last, atomically; one
+per part, so processes writing into one run folder never rewrite a shared manifest). A stamp holds the
+range's line count, its corrupt lines and CRCs of a few windows of its bytes: a changed file is
+converted again. The view ``h`` adds ``seq``, the record's place in the history (file number << 32 |
+line of the part's first line + row in the part), so order-dependent rules see history order.
 Checkers and the report then run SQL over the view ``h`` (one row per record, the columns of
 ``SCHEMA``); DuckDB streams Parquet and spills to disk past ``MEMORY_LIMIT``, so memory stays
 bounded whatever the history's length.
 
-A corrupt or truncated line makes DuckDB refuse the file; that file alone is then read line by
+A corrupt or truncated line makes DuckDB refuse the range; that range alone is then read line by
 line (orjson, as ``history.iter_records`` does) to name each bad line, and its good lines are
 converted. Lines whose fields have another type than ``SCHEMA`` says are reported the same way.
 """
 from __future__ import annotations
 
+import bisect
+import contextlib
 import hashlib
+import itertools
 import os
+import re
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import orjson
 
-from sessionstorm.history import history_files
-
-FORMAT = 1  # bump when SCHEMA changes: old caches are converted again
+FORMAT = 2  # bump when SCHEMA or the part layout changes: old parts are converted again
 MEMORY_LIMIT = os.environ.get("SESSIONSTORM_CHECK_MEMORY", "512MB")  # 256MB: a 10M history with 800 kB read-backs ran out
 ROW_GROUP = 16_384  # rows per Parquet row group: the writer's buffer stays small under MEMORY_LIMIT
 # Uncompressed: 10 % less CPU for the conversion than snappy (1M ops: 3.8 vs 4.2 s), 1.8x the disk
 # (233 vs 132 MB; the JSON lines are 677 MB)
 THREADS = int(os.environ.get("SESSIONSTORM_CHECK_THREADS", "1"))  # one core by default: runs share the machine
+PROBES = 8  # CRC windows per part (first and last 4 kB, the rest spread between): cheap, and catch a rewrite
+PROBE_BYTES = 4096
+COPY_BLOCK = 1 << 20
+_TAGS = itertools.count()  # temporary names unique within the process
 
 # Every field a checker or the report reads (history.py's record schema); other fields are not read.
 SCHEMA: dict[str, str] = {
@@ -72,6 +86,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT,
                                  "temp_directory": os.path.join(tempfile.gettempdir(), "sessionstorm-duckdb")})
     con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
+    con.execute("SET parquet_metadata_cache = true")  # ~30 queries over the same parts: their footers read once
     return con
 
 
@@ -80,16 +95,24 @@ class Columns:
 
     def __init__(self, location: str | os.PathLike[str], on_corrupt: Corrupt | None = None,
                  progress: Callable[[int], None] | None = None) -> None:
+        from sessionstorm.history import history_files  # here: history imports this module under gevent
         self.files = history_files(location)
         self.con = connect()
         self.parts, self.corrupt = _convert(self.con, Path(location), self.files, progress)
         for c in self.corrupt:
             if on_corrupt is not None:
                 on_corrupt(Path(c["path"]), c["line"], c["error"])
-        if self.parts:  # seq: file number << 32 | row in the file (rows keep the file's order)
-            self.con.execute("CREATE VIEW h AS " + " UNION ALL ".join(
-                f"SELECT * EXCLUDE (file_row_number), ({i}::BIGINT << 32) + file_row_number AS seq "
-                f"FROM read_parquet({lit(str(p))}, file_row_number = true)" for i, p in enumerate(self.parts)))
+        # seq: file number << 32 | 0-based line of the part's first line + row in the part (rows keep the
+        # file's order; a part's rows are at most its lines, so seq grows with the history). One scan per
+        # part, its base a constant: a filter on seq then skips row groups (`briefs`, `op_rows`).
+        selects = [f"SELECT * EXCLUDE (file_row_number), {(i << 32) + p.base}::BIGINT + file_row_number AS seq "
+                   f"FROM read_parquet({lit(str(p.path))}, file_row_number = true)"
+                   for i, parts in enumerate(self.parts) for p in parts]
+        self._parts = [(p.path, (i << 32) + p.base) for i, parts in enumerate(self.parts) for p in parts]
+        self._starts = [start for _, start in self._parts]  # ascending: files in order, parts in order
+        self._reader: duckdb.DuckDBPyConnection | None = None
+        if selects:
+            self.con.execute("CREATE VIEW h AS " + " UNION ALL ".join(selects))
         else:  # no history: an empty view of the same columns
             cols = ", ".join(f"NULL::{t} AS {q(k)}" for k, t in SCHEMA.items())
             self.con.execute(f"CREATE VIEW h AS SELECT {cols}, NULL::BIGINT AS seq WHERE false")
@@ -97,7 +120,31 @@ class Columns:
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
         return self.con.execute(sql, list(params)).fetchone()
 
+    def rows(self, fields: Sequence[str], seqs: Iterable[int], batch: int = 4096) -> Iterator[tuple[Any, ...]]:
+        """``(seq, *fields)`` of the records at ``seqs`` (ascending), in that order, read from their parts
+        alone: a filter on ``seq`` over ``h`` reads every part (seq is computed), this one skips row groups.
+        A connection of its own, so a caller may stream seqs from ``con`` meanwhile."""
+        if self._reader is None:
+            self._reader = self.con.cursor()
+        cols = ", ".join(q(f) for f in fields)
+        it = iter(seqs)
+        while chunk := list(islice(it, batch)):
+            by_part: dict[int, list[int]] = {}
+            for seq in chunk:
+                k = bisect.bisect_right(self._starts, seq) - 1
+                if k >= 0:
+                    by_part.setdefault(k, []).append(seq - self._starts[k])
+            if not by_part:
+                continue
+            sql = " UNION ALL ".join(
+                f"SELECT {self._starts[k]}::BIGINT + file_row_number AS seq, {cols} FROM read_parquet("
+                f"{lit(str(self._parts[k][0]))}, file_row_number = true) WHERE file_row_number IN ({', '.join(map(str, rows))})"
+                for k, rows in by_part.items())
+            yield from self._reader.execute(sql + " ORDER BY seq").fetchall()
+
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         self.con.close()
 
     def __enter__(self) -> Columns:
@@ -107,87 +154,229 @@ class Columns:
         self.close()
 
 
-def cache_dir(location: Path) -> Path:
-    """``columns/`` in the run folder, or a temporary folder when the run folder is read-only."""
-    run = location if location.is_dir() and location.name != "history" else location.parent
-    d = run / "columns"
+@dataclass
+class Part:
+    """One converted byte range of a history file; ``base``: the 0-based line its first line has in the file."""
+    path: Path
+    start: int
+    end: int
+    lines: int
+    corrupt: list[list[Any]]  # [line within the range (1-based), error]
+    base: int = 0
+
+
+def columns_dir(location: str | os.PathLike[str]) -> Path:
+    """``columns/`` of the run a location (run folder, its history/ or one history file) belongs to."""
+    p = Path(location)
+    if p.is_dir() and p.name != "history":
+        return p / "columns"
+    run = p.parent if not p.is_dir() else p
+    return (run.parent if run.name == "history" else run) / "columns"
+
+
+def cache_dirs(location: Path) -> tuple[list[Path], Path]:
+    """Where parts are looked for, and where new ones go: ``columns/`` in the run folder, or a temporary
+    folder when the run folder is read-only (the parts its writers made there are still used)."""
+    d = columns_dir(location)
     try:
         d.mkdir(exist_ok=True)
         probe = d / f".w{os.getpid()}"
         probe.touch()
         probe.unlink()
-        return d
+        return [d], d
     except OSError:
-        tag = hashlib.sha256(str(run.resolve()).encode()).hexdigest()[:16]
-        d = Path(tempfile.gettempdir()) / "sessionstorm-columns" / tag
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        tag = hashlib.sha256(str(d.parent.resolve()).encode()).hexdigest()[:16]
+        tmp = Path(tempfile.gettempdir()) / "sessionstorm-columns" / tag
+        tmp.mkdir(parents=True, exist_ok=True)
+        return [d, tmp], tmp
+
+
+def part_name(src: Path, start: int, end: int) -> str:
+    return f"{src.stem}.{start}-{end}"
+
+
+def _probes(fh: Any, start: int, end: int) -> list[list[int]]:
+    """[offset, CRC32] of PROBES windows of the range: its first and last PROBE_BYTES, the rest spread between."""
+    n = end - start
+    if n <= 0:
+        return []
+    at = sorted({start + (max(0, n - PROBE_BYTES) * k) // (PROBES - 1) for k in range(PROBES)})
+    out = []
+    for off in at:
+        fh.seek(off)
+        out.append([off, zlib.crc32(fh.read(min(PROBE_BYTES, end - off)))])
+    return out
+
+
+def _stamps(dirs: list[Path], src: Path) -> dict[int, list[tuple[dict[str, Any], Path]]]:
+    """The stamped parts of one history file, by start: [(stamp, its .json)], longest first."""
+    pattern = re.compile(re.escape(src.stem) + r"\.(\d+)-(\d+)\.json")
+    found: dict[int, list[tuple[dict[str, Any], Path]]] = {}
+    for d in dirs:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for name in names:
+            if not pattern.fullmatch(name):
+                continue
+            try:
+                stamp = orjson.loads((d / name).read_bytes())
+            except (OSError, ValueError):
+                continue
+            if stamp.get("format") == FORMAT and stamp.get("file") == src.name:
+                found.setdefault(stamp["start"], []).append((stamp, d / name))
+    for cands in found.values():
+        cands.sort(key=lambda c: -c[0]["end"])
+    return found
+
+
+def _current(stamp: dict[str, Any], json_path: Path, fh: Any, size: int) -> bool:
+    """A stamp still describes the file: its range is there, unchanged, and its part exists. A range not
+    ending a line is current only while the file has not grown (the line's rest may follow)."""
+    end = stamp["end"]
+    if end > size or not json_path.with_suffix(".parquet").exists():
+        return False
+    if end < size:
+        fh.seek(end - 1)
+        if fh.read(1) != b"\n":
+            return False
+    return _probes(fh, stamp["start"], end) == stamp["probes"]
 
 
 def _convert(con: duckdb.DuckDBPyConnection, location: Path, files: list[Path],
-             progress: Callable[[int], None] | None) -> tuple[list[Path], list[dict[str, Any]]]:
-    """Each history file's Parquet part (converted unless the manifest says it is current)."""
+             progress: Callable[[int], None] | None) -> tuple[list[list[Part]], list[dict[str, Any]]]:
+    """Each history file's parts, in order and covering it: the stamped ones still current, the
+    rest (the tail, gaps, changed ranges) converted now."""
     if not files:
         return [], []
-    out = cache_dir(location)
-    manifest_path = out / "manifest.json"
-    try:
-        manifest = orjson.loads(manifest_path.read_bytes())
-        if manifest.get("format") != FORMAT:
-            manifest = {}
-    except (OSError, ValueError):
-        manifest = {}
-    known: dict[str, Any] = manifest.get("files") or {}
-    fresh: dict[str, Any] = {}
-    parts, corrupt = [], []
+    dirs, out = cache_dirs(location)
+    _sweep(out)
+    all_parts: list[list[Part]] = []
+    corrupt: list[dict[str, Any]] = []
     done = 0
     for f in files:
-        st = f.stat()
-        stamp = [st.st_size, st.st_mtime_ns]
-        part = out / f"{f.stem}.parquet"
-        entry = known.get(f.name)
-        if not (entry and entry["stamp"] == stamp and part.exists()):
-            bad = _convert_file(con, f, part, done, progress)
-            entry = {"stamp": stamp, "corrupt": bad}
-        fresh[f.name] = entry
-        corrupt += [{"path": str(f), **c} for c in entry["corrupt"]]
-        parts.append(part)
-        done += st.st_size
-        if progress is not None:
-            progress(done)
-    for stale in set(known) - set(fresh):
-        (out / f"{Path(stale).stem}.parquet").unlink(missing_ok=True)
-    if fresh != known:
-        tmp = manifest_path.with_name(f".manifest.{os.getpid()}.tmp")
-        tmp.write_bytes(orjson.dumps({"format": FORMAT, "files": fresh}))
-        os.replace(tmp, manifest_path)
-    return parts, corrupt
+        stamps = _stamps(dirs, f)  # before the size: a stamp sealed meanwhile is then judged, not lost
+        size = f.stat().st_size
+        parts: list[Part] = []
+        pos = lines = 0
+        used: set[Path] = set()
+        with open(f, "rb") as fh:
+            while pos < size:
+                found = next(((s, p) for s, p in stamps.get(pos, ()) if _current(s, p, fh, size)), None)
+                if found is None:  # converted here: up to the next stamped part, or the end
+                    nxt = min((s for s in stamps if pos < s < size), default=size)
+                    stamp = convert_range(f, pos, nxt, out, con=con, progress=progress, base=done + pos)
+                    json_path = out / (part_name(f, pos, nxt) + ".json")
+                else:
+                    stamp, json_path = found
+                used.add(json_path)
+                part = Part(json_path.with_suffix(".parquet"), stamp["start"], stamp["end"], stamp["lines"],
+                            stamp["corrupt"], base=lines)
+                parts.append(part)
+                corrupt += [{"path": str(f), "line": lines + n, "error": e} for n, e in part.corrupt]
+                lines += part.lines
+                pos = part.end
+                if progress is not None:
+                    progress(done + pos)
+        for cands in stamps.values():  # superseded or changed parts this check can judge: removed
+            for s, p in cands:
+                if p not in used and s["end"] <= size and p.parent == out:
+                    p.unlink(missing_ok=True)
+                    p.with_suffix(".parquet").unlink(missing_ok=True)
+        all_parts.append(parts)
+        done += size
+    return all_parts, corrupt
 
 
-def _copy(con: duckdb.DuckDBPyConnection, src: Path, dest: Path) -> None:
+STALE_TMP_S = 600  # a conversion's temporary file untouched this long: its process died mid-way
+
+
+def _sweep(out: Path) -> None:
+    """Remove the temporary files of conversions cut short (a writer killed mid-conversion)."""
+    now = time.time()
+    for p in out.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - p.stat().st_mtime > STALE_TMP_S:
+                p.unlink()
+
+
+def convert_range(src: Path, start: int, end: int, out: Path, lines: int | None = None,
+                  con: duckdb.DuckDBPyConnection | None = None, progress: Callable[[int], None] | None = None,
+                  base: int = 0) -> dict[str, Any]:
+    """The bytes [start, end) of a history file (whole lines) to ``out/<stem>.<start>-<end>.parquet`` and its
+    stamp (written last, atomically); returns the stamp. The writers call it on each sealed segment, the
+    check on what no writer converted."""
+    cpu = time.thread_time()
+    own = con is None
+    if own:
+        con = connect()
+    name = part_name(src, start, end)
+    tag = f"{os.getpid()}.{next(_TAGS)}"  # no threading call: this runs in a writer's OS thread under gevent too
+    chunk = out / f".{name}.{tag}.jsonl.tmp"
+    part = out / f"{name}.parquet"
+    try:
+        with open(src, "rb") as fh:
+            # A whole file is read in place (a finished run, checked cold: no copy); if it grew meanwhile,
+            # DuckDB may have read past `end`, and the range is copied and converted again.
+            whole = start == 0 and end == os.fstat(fh.fileno()).st_size
+            newlines = _copy_range(fh, start, end, None if whole else chunk)
+            probes = _probes(fh, start, end)
+            with _polling(con, base, end - start, progress) if progress is not None else contextlib.nullcontext():
+                bad = _convert_file(con, src if whole else chunk, part, tag, out)
+            if whole and os.fstat(fh.fileno()).st_size != end:
+                newlines = _copy_range(fh, start, end, chunk)
+                bad = _convert_file(con, chunk, part, tag, out)
+        stamp = {"format": FORMAT, "file": src.name, "start": start, "end": end,
+                 "lines": newlines if lines is None else lines, "corrupt": bad, "probes": probes,
+                 "cpu_s": round(time.thread_time() - cpu, 4)}  # what it cost (one thread: DuckDB runs in it)
+        tmp = out / f".{name}.{tag}.json.tmp"
+        tmp.write_bytes(orjson.dumps(stamp))
+        os.replace(tmp, out / f"{name}.json")
+        return stamp
+    finally:
+        chunk.unlink(missing_ok=True)
+        if own:
+            con.close()
+
+
+def _copy_range(fh: Any, start: int, end: int, dest: Path | None) -> int:
+    """Copy [start, end) of an open file to ``dest`` (None: only count); the number of line ends in it."""
+    fh.seek(start)
+    left, newlines = end - start, 0
+    with open(dest, "wb") if dest is not None else contextlib.nullcontext() as out:
+        while left > 0:
+            block = fh.read(min(COPY_BLOCK, left))
+            if not block:
+                break
+            newlines += block.count(b"\n")
+            if out is not None:
+                out.write(block)
+            left -= len(block)
+    return newlines
+
+
+def _copy(con: duckdb.DuckDBPyConnection, src: Path, dest: Path, tag: str) -> None:
     """One JSON-lines file to Parquet; rows keep the file's order (DuckDB preserves insertion order)."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp = dest.with_name(f".{dest.name}.{tag}.tmp")
     con.execute(f"COPY (SELECT * FROM read_json({lit(str(src))}, format='newline_delimited', columns={_STRUCT})) "
                 f"TO {lit(str(tmp))} "
                 f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP}, COMPRESSION uncompressed)")
     os.replace(tmp, dest)
 
 
-def _convert_file(con: duckdb.DuckDBPyConnection, f: Path, part: Path, base: int,
-                  progress: Callable[[int], None] | None) -> list[dict[str, Any]]:
-    """Convert one file; its corrupt lines (line number, error), found only when DuckDB refuses it."""
-    size = f.stat().st_size
-    with _polling(con, base, size, progress):
-        try:
-            _copy(con, f, part)
-            untyped = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(part))}) WHERE type IS NULL").fetchone()[0]
-            if not untyped:
-                return []
-        except duckdb.Error:
-            pass
-    # Slow path, for this file only: name every bad line, convert the good ones.
-    bad: list[dict[str, Any]] = []
-    clean = part.with_name(f".{f.stem}.{os.getpid()}.clean.jsonl")
+def _convert_file(con: duckdb.DuckDBPyConnection, f: Path, part: Path, tag: str, scratch: Path) -> list[list[Any]]:
+    """Convert one file; its corrupt lines [line number, error], found only when DuckDB refuses it."""
+    try:
+        _copy(con, f, part, tag)
+        untyped = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(part))}) WHERE type IS NULL").fetchone()[0]
+        if not untyped:
+            return []
+    except duckdb.Error:
+        pass
+    # Slow path, for this range only: name every bad line, convert the good ones.
+    bad: list[list[Any]] = []
+    clean = scratch / f".{part.stem}.{tag}.clean.tmp"  # beside the parts: the history's folder may be read-only
     try:
         with open(f, "rb") as fh, open(clean, "wb") as out:
             for lineno, line in enumerate(fh, 1):
@@ -197,8 +386,8 @@ def _convert_file(con: duckdb.DuckDBPyConnection, f: Path, part: Path, base: int
                 if why is None:
                     out.write(line if line.endswith(b"\n") else line + b"\n")
                 else:
-                    bad.append({"line": lineno, "error": f"{why}: {line[:80]!r}"})
-        _copy(con, clean, part)
+                    bad.append([lineno, f"{why}: {line[:80]!r}"])
+        _copy(con, clean, part, tag)
     finally:
         clean.unlink(missing_ok=True)
     return bad
@@ -231,7 +420,7 @@ def _invalid(line: bytes) -> str | None:
 
 
 class _polling:
-    """Progress inside one large file: DuckDB's own query progress, read from a side thread."""
+    """Progress inside one large range: DuckDB's own query progress, read from a side thread."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, base: int, size: int,
                  progress: Callable[[int], None] | None) -> None:

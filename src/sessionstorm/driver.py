@@ -14,6 +14,8 @@ of the profile's SQL invariants (``when="after"``).
 from __future__ import annotations
 
 import asyncio
+import copy
+import random
 import secrets
 import threading
 import time
@@ -36,8 +38,29 @@ from sessionstorm.run import Wire
 from sessionstorm.workload import snapshots
 from sessionstorm.workload.keys import make_keys
 from sessionstorm.stack.launch import RunningTarget
+from sessionstorm.stack.tls import shared_ssl_context
 from sessionstorm.workload.op import Request
 from sessionstorm.workload.prompts import PromptMaker
+
+_PROMPT_POOLS: dict[str, PromptMaker] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def prompt_maker(llm: str, seed: int | None) -> PromptMaker:
+    """A PromptMaker for one driver. Unseeded, it draws from this process's pools (built once
+    per ``llm``) with its own random generator: building the pools with Faker cost about 0.5 s
+    of CPU, once per run, and the suite makes dozens of runs per worker. The pools are only
+    read after they are built, and each driver's draws are its own. Seeded, it is built from
+    the seed (the same seed, the same prompts)."""
+    if seed is not None:
+        return PromptMaker(llm, seed=seed)
+    with _POOLS_LOCK:
+        if llm not in _PROMPT_POOLS:
+            _PROMPT_POOLS[llm] = PromptMaker(llm)
+        maker = copy.copy(_PROMPT_POOLS[llm])
+    maker.rng = random.Random()
+    return maker
+
 
 KEEPALIVE_EXPIRY_S = 1.5  # below the keep-alive of the servers a run meets (gunicorn 2 s, uvicorn 5 s)
 
@@ -50,7 +73,7 @@ class Driver:
                  wire: Wire | None = None) -> None:
         self.target, self.profile, self.history = target, target.profile, history
         self.timeout_s = timeout_s if timeout_s is not None else self.profile.target.timeout_s
-        self.prompts = PromptMaker(self.profile.target.llm, seed=seed)
+        self.prompts = prompt_maker(self.profile.target.llm, seed)
         self.in_flight = 0
         self.tag = secrets.token_hex(3)  # makes user ids fresh per run against a long-lived target
         self.ops: list[dict[str, Any]] = []
@@ -61,10 +84,12 @@ class Driver:
         # seen on a busy machine when a burst came ~5 s after the pool was warmed.
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
                               keepalive_expiry=KEEPALIVE_EXPIRY_S)
-        transport = SpreadTransport(self.wire.spreader, limits=limits) if self.wire.spreader is not None else None
+        tls = shared_ssl_context()
+        transport = (SpreadTransport(self.wire.spreader, limits=limits, verify=tls)
+                     if self.wire.spreader is not None else None)
         self._client = httpx.AsyncClient(
             base_url=target.url, timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 5.0)),
-            limits=limits, transport=transport)
+            limits=limits, transport=transport, verify=tls)
 
     async def aclose(self) -> None:
         await self._client.aclose()

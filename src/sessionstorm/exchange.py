@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import errno
 import ssl
+from time import monotonic as _monotonic
+from time import time as _time
 from typing import Any
 
 from sessionstorm.workload import PARSERS, STREAM_KINDS
 from sessionstorm.workload.gateway import ChatStream
-from sessionstorm.workload.op import EXCERPT, Request, complete, start
+from sessionstorm.workload.op import EXCERPT, Request, complete
 
 # transport event -> outcome. The first group can only happen before a byte was sent.
 TRANSPORT: dict[str, str] = {
@@ -100,19 +102,18 @@ def classify(exc: BaseException, connected: bool | None = None) -> str:
 class Exchange:
     """The op of one request while it is on the wire (see the module docstring)."""
 
-    __slots__ = ("op", "_stream", "_done", "_redact", "_req")
+    __slots__ = ("_done", "_redact", "_req", "_stream", "op", "streamed")
 
     def __init__(self, req: Request, in_flight: int | None = None, redact: Any = None) -> None:
-        self.op = req.op
+        self.op = op = req.op
+        self.streamed: bool = op["kind"] in STREAM_KINDS  # read the reply as a stream
         self._req = req  # a declared operation brings its own parser and stream reader
         self._stream: ChatStream | None = None
         self._done = False
         self._redact = redact  # a Redactor: secrets a reply echoes never reach the record
-        start(self.op, in_flight)
-
-    @property
-    def streamed(self) -> bool:
-        return self.op["kind"] in STREAM_KINDS
+        op["invoke_wall"], op["invoke_mono"] = _time(), _monotonic()  # as op.start: stamped right before sending
+        if in_flight is not None:
+            op["in_flight"] = in_flight
 
     def connected(self, peer: str | None) -> None:
         if peer:
@@ -159,11 +160,12 @@ class Exchange:
 
     def _end(self) -> None:
         self._done = True
-        if self._redact:
-            op = self.op
+        if self._redact is not None:  # Wire.redact is None when there is no secret to hide
+            op, text = self.op, self._redact.text
             for name in REDACTED:
-                if op.get(name):
-                    op[name] = self._redact.text(op[name])
+                v = op.get(name)
+                if v:
+                    op[name] = text(v)
 
     def finish(self) -> dict[str, Any]:
         """Stamp completion; an exchange that never ended is unknown (``info``)."""

@@ -2,7 +2,8 @@
 
 `write_run(root, n_ops, anomalies=("CROSSTALK",), seed=1)` writes a run folder whose
 ops look like a mixed run (gateway chats and streams on shared keys, observes with
-read-backs, conversation turns) and injects a few ops of each named anomaly.
+read-backs, conversation turns) and injects a few ops of each named anomaly. The history goes
+through `HistoryWriter`, as the drivers write it: its segments are converted to columns as it grows.
 """
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from sessionstorm.canary import canary_for
+from sessionstorm.history import SEGMENT_RECORDS, HistoryWriter
 from sessionstorm.rundir import RunDir
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -24,7 +24,9 @@ def _ids(rng: random.Random) -> str:
 
 
 def write_run(root: str | Path, n_ops: int, anomalies: tuple[str, ...] = (), seed: int = 1,
-              scenario: str = "synthetic", latency_ms: float = 120.0) -> RunDir:
+              scenario: str = "synthetic", latency_ms: float = 120.0,
+              segment_records: int | None = SEGMENT_RECORDS) -> RunDir:
+    """``segment_records``: as `HistoryWriter` takes it (None: no columns written with the history)."""
     rng = random.Random(seed)
     run = RunDir.create(scenario, root=root)
     run.write_json("run.json", {"scenario": scenario, "driver": "synthetic", "settings": {"ops": n_ops},
@@ -34,8 +36,8 @@ def write_run(root: str | Path, n_ops: int, anomalies: tuple[str, ...] = (), see
     inject = {code: set(rng.sample(range(n_ops), min(3, n_ops))) for code in anomalies}
     prev_canary = canary_for(_ids(rng))
     session_values: dict[str, list[str]] = {}
-    with open(run.history_path("synthetic-1"), "wb") as f:
-        w = f.write
+    with HistoryWriter(run.history_path("synthetic-1"), process="synthetic-1", segment_records=segment_records) as h:
+        w = h.record_op
         for i in range(n_ops):
             oid = _ids(rng)
             c = canary_for(oid)
@@ -71,13 +73,12 @@ def write_run(root: str | Path, n_ops: int, anomalies: tuple[str, ...] = (), see
                 op.update(kind="message", flavor="conversation", user=user, session_seen=f"conv-{user}",
                           turn=i // 2000 + 1, value=None, key=None)
             prev_canary = c
-            w(orjson.dumps(op, option=orjson.OPT_APPEND_NEWLINE))
+            w(op)
         t_end = t0 + n_ops * step + 1
         for sid, values in session_values.items():
             if "LOST_WRITE" in anomalies and sid == next(iter(session_values)):
                 values = values[1:]
-            w(orjson.dumps({"type": "op", "id": _ids(rng), "process": "synthetic-1", "kind": "read_session",
-                            "flavor": "observe", "outcome": "ok", "status": 200, "invoke_wall": t_end,
-                            "complete_wall": t_end + 0.01, "session_sent": sid, "values": values,
-                            "canaries_sent": []}, option=orjson.OPT_APPEND_NEWLINE))
+            w({"type": "op", "id": _ids(rng), "process": "synthetic-1", "kind": "read_session",
+               "flavor": "observe", "outcome": "ok", "status": 200, "invoke_wall": t_end,
+               "complete_wall": t_end + 0.01, "session_sent": sid, "values": values, "canaries_sent": []})
     return run

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from sessionstorm.stack import scratch_root
+
 HERE = Path(__file__).parent
 CHILD = HERE / "root_venv_child.py"
 SRC = HERE.parents[1] / "src"
@@ -90,7 +92,8 @@ def test_stack_starts_with_binaries_under_root(root_dir: Path, tmpdir: str) -> N
     assert out["redis_server"].startswith(str(root_dir)), out
     assert out["uid"] == 0 and out["select_1"] == 1 and out["ping"] is True
     assert not out["pg_bindir"].startswith("/root/"), out  # staged where the server user can reach
-    assert out["stack_dir"].startswith(env.get("TMPDIR", "/tmp"))
+    # TMPDIR when set; by default /dev/shm where it is a roomy tmpfs (stack.scratch_root), else /tmp
+    assert out["stack_dir"].startswith(env.get("TMPDIR") or scratch_root() or tempfile.gettempdir()), out
     assert out["stack_dir_left"] is False and out["pg_area_left"] is False
 
 

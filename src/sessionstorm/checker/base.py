@@ -58,13 +58,7 @@ def evidence(ops: Iterable[dict[str, Any]], detail: str, **extra: Any) -> dict[s
 
 def briefs(cols: Columns, seqs: Iterable[int]) -> dict[int, dict[str, Any]]:
     """The brief of each op named by its ``seq`` (the few rows evidence quotes)."""
-    wanted = sorted(set(seqs))
-    if not wanted:
-        return {}
-    from sessionstorm.columns import q
-    fields = ", ".join(q(f) for f in BRIEF_FIELDS)
-    return {r[0]: dict(zip(BRIEF_FIELDS, r[1:])) for r in
-            cols.con.execute(f"SELECT seq, {fields} FROM h WHERE seq IN (SELECT unnest($1::BIGINT[]))", [wanted]).fetchall()}
+    return {r[0]: dict(zip(BRIEF_FIELDS, r[1:])) for r in cols.rows(BRIEF_FIELDS, sorted(set(seqs)))}
 
 
 OP_FIELDS = ("id", "kind", "outcome", "key", "user", "process", "invoke_wall", "complete_wall", "model_asked",
@@ -75,10 +69,10 @@ OP_FIELDS = ("id", "kind", "outcome", "key", "user", "process", "invoke_wall", "
 
 
 def op_rows(cols: Columns, where: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
-    """The ops matching ``where`` (SQL over view ``o``) as records, in history order, absent fields left out."""
-    from sessionstorm.columns import q
-    cur = cols.con.execute(f"SELECT {', '.join(q(f) for f in OP_FIELDS)} FROM o WHERE {where} ORDER BY seq",
-                           list(params))
+    """The ops matching ``where`` (SQL over view ``o``) as records, in history order, absent fields left out.
+    Two steps: the rows are chosen reading only the columns ``where`` names, and only they are read whole
+    (in one step every field of every row was read: 0.6 s of a 1M check for the few rows observe wants)."""
+    cur = cols.con.execute(f"SELECT seq FROM o WHERE {where} ORDER BY seq", list(params))
     while batch := cur.fetchmany(4096):
-        for row in batch:
-            yield {"type": "op", **{k: v for k, v in zip(OP_FIELDS, row) if v is not None}}
+        for row in cols.rows(OP_FIELDS, [s for (s,) in batch]):
+            yield {"type": "op", **{k: v for k, v in zip(OP_FIELDS, row[1:]) if v is not None}}

@@ -99,7 +99,9 @@ def suspects(request_id: str = "forwarded") -> str:
     something (``check_op`` or, under request_id "own", an id carried twice or sent by another op).
     Conservative is all it must be: `check_op` judges every row it selects (tests/checker/test_prefilter.py)."""
     reply = ["canaries_seen IS NULL", "len(canaries_seen) = 0", "canaries_seen IS DISTINCT FROM canaries_sent",
-             "model_asked IS DISTINCT FROM model_served", "len(list_distinct(chunk_canaries)) > 1"]
+             "model_asked IS DISTINCT FROM model_served",
+             # some chunk unlike the first (cheaper than counting distinct chunks: 0.25 vs 0.4 s at 1M)
+             "len(list_filter(chunk_canaries, lambda c: c IS DISTINCT FROM chunk_canaries[1])) > 0"]
     if request_id == "forwarded":
         reply.append("request_id_sent IS DISTINCT FROM request_id_seen")
     where = (f"(outcome = 'fail' AND (error IS NOT NULL OR status >= 500)) OR (outcome IS DISTINCT FROM 'fail' AND "

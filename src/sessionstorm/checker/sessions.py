@@ -66,17 +66,17 @@ class Churn(Checker):
             "CASE WHEN kind = 'message' THEN 'user:' || coalesce(\"user\", 'None') ELSE \"key\" END AS owner "
             f"FROM o WHERE kind IN {kinds} AND session_seen <> '' AND outcome = 'ok' AND ({judged})")
         cols.con.execute("CREATE OR REPLACE TEMP VIEW churn_ops AS SELECT * FROM churn WHERE owner IS NOT NULL")
-        self.ops += cols.one("SELECT count(*) FROM churn_ops")[0]
         # int(t // 10) as Python computes it: floor((t - fmod(t, 10)) / 10), rounded (t >= 0)
         bucket = (f"CASE WHEN t >= 0 THEN round((t - fmod(t, {CHURN_WINDOW_S})) / {CHURN_WINDOW_S}) "
                   f"ELSE floor(t / {CHURN_WINDOW_S}) END::BIGINT")
         for owner, b, model in cols.con.execute(
                 f"SELECT owner, {bucket} AS b, model_asked FROM churn_ops WHERE model_asked <> '' GROUP BY ALL").fetchall():
             self.models[owner][b].add(model)
-        firsts = cols.con.execute("SELECT owner, session_seen, arg_min(seq, (t, seq)) FROM churn_ops "
+        firsts = cols.con.execute("SELECT owner, session_seen, arg_min(seq, (t, seq)), count(*) FROM churn_ops "
                                   "GROUP BY ALL ORDER BY min(seq)").fetchall()
-        found = briefs(cols, (seq for *_, seq in firsts))
-        for owner, session, seq in firsts:
+        self.ops += sum(n for *_, n in firsts)  # the op count, from the same pass
+        found = briefs(cols, (seq for _, _, seq, _ in firsts))
+        for owner, session, seq, _ in firsts:
             self.first_seen[(owner, session)] = found[seq]
 
     def _switching(self, owner: str, t: float) -> bool:

@@ -250,6 +250,10 @@ def _on_hello(environment: Any, msg: Any) -> None:
         sys.stderr.write(f"sessionstorm: refused worker {wid}: wrong or missing {TOKEN_ENV}\n")
         runner.send_message(REFUSED_MESSAGE, f"the master refused this worker: set {TOKEN_ENV} to the master's value "
                                              "on every worker", client_id=wid)
+        # Out of the master's count at once: it exits without a quit message, and until its heartbeats
+        # lapse (3 s) the master would count it for --expect-workers, give it users, then report it lost.
+        if wid in runner.clients:
+            del runner.clients[wid]
         return
     _state.approved.add(wid)
     if _state.setup is None:

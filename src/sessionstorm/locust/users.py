@@ -29,7 +29,7 @@ from sessionstorm.checker.online import check_op
 from sessionstorm.exchange import Exchange
 from sessionstorm.locust.connection import tap_pool
 from sessionstorm.workload import conversation, gateway, observe
-from sessionstorm.workload.op import Request, lower_headers
+from sessionstorm.workload.op import Lowered, Request, lower_headers
 
 try:  # the response headers of FastHttpUser: stored by lower-cased name (see _headers)
     from geventhttpclient.header import Headers as _GHCHeaders
@@ -60,6 +60,7 @@ class SessionstormUser(FastHttpUser):
             gc.collect()
             gc.freeze()
         self.deadline_s = self.ctx.profile.target.timeout_s * 2  # a whole op, stream included
+        self.user_name = f"locust-{self.number}"  # the op's user, made once
         self.tap = tap_pool(self.client, self.host, self.ctx.profile.target.timeout_s, self.ctx.wire.spreader)
 
     def stop(self, force: bool = False) -> bool:
@@ -162,13 +163,14 @@ class SessionstormUser(FastHttpUser):
 def _headers(resp: Any) -> dict[str, str]:
     """The reply's headers by lower-cased name, the last line winning (as ``lower_headers``).
     geventhttpclient already keys them so, each as (name, value) or a list of such lines:
-    read directly, that is a third of the cost of its items() generator."""
+    read directly, that is a third of the cost of its items() generator. ``Lowered``: the
+    parsers take them as they are, without lower-casing them again."""
     h = resp.headers
     if h is None:
-        return {}
+        return Lowered()
     if type(h) is _GHCHeaders:
-        return {k: v[1] if type(v) is tuple else v[-1][1] for k, v in dict.items(h)}
-    return lower_headers(h.items())
+        return Lowered({k: v[1] if type(v) is tuple else v[-1][1] for k, v in dict.items(h)})
+    return Lowered(lower_headers(h.items()))
 
 
 class GatewayUser(SessionstormUser):
@@ -177,8 +179,9 @@ class GatewayUser(SessionstormUser):
     abstract = True
 
     def build_chat(self, model: str, stream: bool = False, key: str | None = None, **kw: Any) -> Request:
-        return gateway.build_chat(self.profile, self.ctx.prompts, key=key or self.shared_key(), model=model,
-                                  user=f"locust-{self.number}", stream=stream, **kw)
+        ctx = self.ctx
+        return gateway.build_chat(ctx.profile, ctx.prompts, key=key or self.shared_key(), model=model,
+                                  user=self.user_name, stream=stream, **kw)
 
 
 class SharedKeyUser(GatewayUser):
@@ -188,7 +191,7 @@ class SharedKeyUser(GatewayUser):
 
     @task
     def ask(self) -> None:
-        self.send(self.build_chat(self.models[0], stream=self.stream))
+        self.send(self.build_chat(self.ctx.profile.models.names[0], stream=self.stream))
 
 
 class SharedKeyStreamUser(SharedKeyUser):

