@@ -1,9 +1,4 @@
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
+from killed_writer import write_then_sigkill
 
 from sessionstorm.history import HistoryWriter, fingerprint, history_files, iter_records
 
@@ -36,22 +31,10 @@ def test_corrupt_and_truncated_lines_are_reported_and_skipped(tmp_path):
 
 def test_a_killed_writer_loses_at_most_the_last_second(tmp_path):
     path = tmp_path / "h.jsonl"
-    code = textwrap.dedent(f"""
-        import time, sys
+    write_then_sigkill(f"""
         from sessionstorm.history import HistoryWriter
         w = HistoryWriter({str(path)!r}, process="victim")
         for i in range(200):
             w.op(id=str(i), kind="chat", outcome="ok")
-        print("written", flush=True)
-        time.sleep(60)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "written"
-        time.sleep(1.6)  # past the flush interval: everything written must be on disk
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert len(list(iter_records([path]))) == 200

@@ -4,15 +4,13 @@ to the writer (killed, several processes, gevent-patched)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import orjson
+from killed_writer import write_then_sigkill
 
 from sessionstorm.checker import check_run
 from sessionstorm.columns import Columns
@@ -63,8 +61,7 @@ def covered(parts: list[dict], size: int) -> None:
 def test_a_killed_writer_loses_at_most_a_second_and_the_check_sees_every_record(tmp_path):
     run = RunDir.create("unit", root=tmp_path)
     path = run.history_path("victim")
-    code = textwrap.dedent(f"""
-        import time
+    write_then_sigkill(f"""
         from sessionstorm.history import HistoryWriter
         w = HistoryWriter({str(path)!r}, process="victim", segment_records=200)
         for i in range(1000):
@@ -72,18 +69,7 @@ def test_a_killed_writer_loses_at_most_a_second_and_the_check_sees_every_record(
         w._sealer.wait()
         for i in range(1000, 1100):  # an unsealed tail
             w.op(id=str(i), kind="chat", outcome="ok", invoke_wall=1000.0 + i, complete_wall=1000.5 + i)
-        print("written", flush=True)
-        time.sleep(60)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "written"
-        time.sleep(1.6)  # past the flush interval: everything written must be on disk
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert len(list(iter_records([path]))) == 1100
     sealed = stamps(run.path)
     assert sealed and sum(s["lines"] for s in sealed) >= 768  # sealed at 256, 512 and 768 lines at least
