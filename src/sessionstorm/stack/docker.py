@@ -38,7 +38,7 @@ from sessionstorm.stack.base import (
     Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle, fill,
 )
 from sessionstorm.stack.embedded import http_probe
-from sessionstorm.stack.process import in_parallel
+from sessionstorm.stack.process import start_together
 
 HOST = "127.0.0.1"
 IMAGES = {  # part -> (env var, default)
@@ -237,14 +237,8 @@ class DockerBackend(Backend):
             progress(f"removed {len(self.swept)} containers of gone sessionstorm processes: {', '.join(self.swept)}")
         for part in ("postgres", "redis", "app"):  # one engine call each, before the threads
             self._check_image(part)
-
-        def step(label: str, start: Callable[[], str]) -> None:
-            t0 = time.monotonic()
-            where = start()
-            progress(f"{label} ready on {where} ({time.monotonic() - t0:.1f} s)")
-
-        in_parallel([("postgres", self._start_postgres), ("redis", self._start_redis),
-                     ("provider", self._start_provider)], step)
+        start_together([("postgres", self._start_postgres), ("redis", self._start_redis),
+                        ("provider", self._start_provider)], progress)
 
     def _start_postgres(self) -> str:
         port = portpicker.pick_unused_port()

@@ -14,9 +14,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,7 +25,7 @@ from sessionstorm.errors import ConfigError
 from sessionstorm.stack.base import (
     Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle, fill,
 )
-from sessionstorm.stack.process import Service, in_parallel
+from sessionstorm.stack.process import Service, start_together
 from sessionstorm.stack.tls import shared_ssl_context
 
 HOST = "127.0.0.1"
@@ -226,7 +224,7 @@ class EmbeddedBackend(Backend):
             bindir = stage_pg_tree(bindir.parent, area)
         return bindir, area
 
-    def _start_postgres(self) -> PostgresInfo:
+    def _start_postgres(self) -> str:
         user = self._pg_user()
         bindir, area = self._pg_places(user)
         self._bindir = bindir
@@ -262,7 +260,8 @@ class EmbeddedBackend(Backend):
                       timeout=self.options.get("start_timeout", 60), stop_signal=signal.SIGINT)  # fast shutdown
         self.services.append(svc)
         svc.launch()
-        return info
+        self.postgres = info
+        return info.dsn
 
     def create_database(self, name: str) -> PostgresInfo:
         assert self.postgres is not None
@@ -274,7 +273,7 @@ class EmbeddedBackend(Backend):
         return self.postgres.with_db(db)
 
     # -- Redis --------------------------------------------------------------------
-    def _start_redis(self) -> RedisInfo:
+    def _start_redis(self) -> str:
         port = portpicker.pick_unused_port()
         rdir = self.dir / "redis"
         rdir.mkdir()
@@ -296,10 +295,11 @@ class EmbeddedBackend(Backend):
         self.services.append(svc)
         svc.launch()
         client.close()
-        return RedisInfo(HOST, port, 0)
+        self.redis = RedisInfo(HOST, port, 0)
+        return self.redis.url
 
     # -- provider and targets -------------------------------------------------------
-    def _start_provider(self) -> ServiceInfo:
+    def _start_provider(self) -> str:
         port = portpicker.pick_unused_port()
         url = f"http://{HOST}:{port}"
         cmd = [sys.executable, "-m", "sessionstorm.provider", "--port", str(port),
@@ -308,20 +308,13 @@ class EmbeddedBackend(Backend):
                       self.dir / "provider.log", timeout=self.options.get("start_timeout", 60))
         self.services.append(svc)
         svc.launch()
-        return ServiceInfo(url)
+        self.provider = ServiceInfo(url)
+        return url
 
     def start(self, progress: Progress) -> None:
-        """The three start at once (none needs another to start): the stack is ready after
-        the slowest, not after their sum."""
-        def step(label: str, start: Callable[[], Any]) -> None:
-            t0 = time.monotonic()
-            info = start()
-            setattr(self, label, info)
-            progress(f"{label} ready on {getattr(info, 'dsn', None) or getattr(info, 'url')} "
-                     f"({time.monotonic() - t0:.1f} s)")
-
-        in_parallel([("postgres", self._start_postgres), ("redis", self._start_redis),
-                     ("provider", self._start_provider)], step)
+        """PostgreSQL, Redis and the provider start at once (none needs another to start)."""
+        start_together([("postgres", self._start_postgres), ("redis", self._start_redis),
+                        ("provider", self._start_provider)], progress)
 
     def start_target(self, name: str, command: list[str], env: dict[str, str], ready_path: str,
                      postgres: PostgresInfo | None, redis: RedisInfo | None, timeout: float) -> TargetHandle:

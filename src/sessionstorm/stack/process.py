@@ -7,6 +7,7 @@ what we waited for, the last state seen, the log's last lines.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 from pathlib import Path
@@ -22,14 +23,20 @@ Probe = Callable[[], tuple[bool, str]]  # -> (ready, what was seen)
 STOP_TIMEOUT = 10.0  # s a service gets to exit on its stop signal before it is killed
 
 
-def in_parallel(jobs: list[tuple[str, Callable[[], Any]]], run: Callable[[str, Callable[[], Any]], None]) -> None:
-    """``run(label, job)`` for every job, each in its own thread; returns once all have ended
-    (also on Ctrl-C: nothing is left starting behind the caller's teardown) and raises the
-    first job's error."""
+def start_together(jobs: list[tuple[str, Callable[[], str]]], progress: Callable[[str], None]) -> None:
+    """Each job (it starts one service and returns where that listens) in its own thread, with a
+    line "<label> ready on <where> (<s> s)" as each ends: the stack is ready after the slowest
+    start, not after their sum. Returns once all have ended (also on Ctrl-C: nothing is left
+    starting behind the caller's teardown) and raises the first job's error."""
     from concurrent.futures import ThreadPoolExecutor
 
+    def timed(label: str, job: Callable[[], str]) -> None:
+        t0 = time.monotonic()
+        where = job()
+        progress(f"{label} ready on {where} ({time.monotonic() - t0:.1f} s)")
+
     with ThreadPoolExecutor(len(jobs), thread_name_prefix="sessionstorm-start") as pool:
-        futures = [pool.submit(run, label, job) for label, job in jobs]
+        futures = [pool.submit(timed, label, job) for label, job in jobs]
         errors = [f.exception() for f in futures]
     for e in errors:
         if e is not None:
