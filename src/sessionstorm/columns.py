@@ -105,11 +105,10 @@ class Columns:
         # seq: file number << 32 | 0-based line of the part's first line + row in the part (rows keep the
         # file's order; a part's rows are at most its lines, so seq grows with the history). One scan per
         # part, its base a constant: a filter on seq then skips row groups (`briefs`, `op_rows`).
-        selects = [f"SELECT * EXCLUDE (file_row_number), {(i << 32) + p.base}::BIGINT + file_row_number AS seq "
-                   f"FROM read_parquet({lit(str(p.path))}, file_row_number = true)"
-                   for i, parts in enumerate(self.parts) for p in parts]
         self._parts = [(p.path, (i << 32) + p.base) for i, parts in enumerate(self.parts) for p in parts]
         self._starts = [start for _, start in self._parts]  # ascending: files in order, parts in order
+        selects = [f"SELECT * EXCLUDE (file_row_number), {start}::BIGINT + file_row_number AS seq "
+                   f"FROM read_parquet({lit(str(path))}, file_row_number = true)" for path, start in self._parts]
         self._reader: duckdb.DuckDBPyConnection | None = None
         if selects:
             self.con.execute("CREATE VIEW h AS " + " UNION ALL ".join(selects))
