@@ -103,13 +103,13 @@ class PromptMaker:
         a, c, where = self._draw()
         ask, ask_j = self._asks_j[a]
         context, context_j = self._contexts_j[c]
-        body = f"{context}\n\n{ask}" if context else ask
+        text = self._place(f"{context}\n\n{ask}" if context else ask, canary, where)
         e = _escaped(canary)
-        if where == 0:  # as _place
-            return f"[{canary}] {body}", b"".join((b"[", e, b"] ", context_j, ask_j))
+        if where == 0:  # the escape of _place's wording
+            return text, b"".join((b"[", e, b"] ", context_j, ask_j))
         if where == 1:
-            return f"{body}\n\nReference: {canary}", b"".join((context_j, ask_j, b"\\n\\nReference: ", e))
-        return f"{body} (ticket {canary})", b"".join((context_j, ask_j, b" (ticket ", e, b")"))
+            return text, b"".join((context_j, ask_j, b"\\n\\nReference: ", e))
+        return text, b"".join((context_j, ask_j, b" (ticket ", e, b")"))
 
     @staticmethod
     def _real(body: str, canary: str) -> str:
