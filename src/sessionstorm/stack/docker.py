@@ -348,7 +348,7 @@ def our_containers(owner: int | None = None) -> dict[str, str]:
     client = docker.from_env()
     try:
         return {c.name: c.labels.get("sessionstorm.part", "?")
-                for c in client.containers.list(all=True, filters={"label": label})}
+                for c in client.containers.list(all=True, filters={"label": label}, ignore_removed=True)}
     finally:
         client.close()
 
@@ -360,7 +360,9 @@ def remove_containers(filters: dict[str, Any], keep: Callable[[Any], bool] = lam
     client = docker.from_env()
     removed = []
     try:
-        for c in client.containers.list(all=True, filters=filters):
+        # ignore_removed: list() inspects each container it found, and one another stack removes in
+        # between (xdist workers sweep and stop at once) raised NotFound out of the whole start
+        for c in client.containers.list(all=True, filters=filters, ignore_removed=True):
             if keep(c):
                 continue
             try:
