@@ -38,7 +38,7 @@ from sessionstorm.run import Wire
 from sessionstorm.workload import snapshots
 from sessionstorm.workload.keys import make_keys
 from sessionstorm.stack.launch import RunningTarget
-from sessionstorm.stack.tls import shared_ssl_context
+from sessionstorm.tls import shared_ssl_context
 from sessionstorm.workload.op import Request
 from sessionstorm.workload.prompts import PromptMaker
 

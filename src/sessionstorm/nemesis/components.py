@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from sessionstorm.tls import shared_ssl_context
+
 READY_TIMEOUT_S = 60.0
 
 
@@ -102,12 +104,12 @@ class ProviderSwitch:
         self.saved: dict[str, Any] = {}
 
     def set(self, changes: dict[str, Any]) -> None:
-        with httpx.Client(timeout=5.0) as c:
+        with httpx.Client(timeout=5.0, verify=shared_ssl_context()) as c:
             before = c.get(self.url)
             before.raise_for_status()
             self.saved = {k: before.json()[k] for k in changes}
             c.post(self.url, json=changes).raise_for_status()
 
     def restore(self) -> None:
-        with httpx.Client(timeout=5.0) as c:
+        with httpx.Client(timeout=5.0, verify=shared_ssl_context()) as c:
             c.post(self.url, json=self.saved).raise_for_status()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessionstorm.profile.schema import FAMILIES, Profile
+from sessionstorm.tls import shared_ssl_context
 
 ORDER = ("create", "write", "read_back", "chat", "message", "delete")
 FIELDS = ("session_seen", "values", "canaries_seen", "model_served", "request_id_seen", "turn", "server_id", "chunks")
@@ -96,7 +97,7 @@ def probe(profile: Profile, run: Any, say: Any = print) -> list[Probe]:
     prompts = PromptMaker(profile.target.llm, seed=1)
     session: str | None = None
     written: dict[str, str] = {}  # canary -> op name that wrote it
-    with httpx.Client(base_url=target.url, timeout=profile.target.timeout_s) as client:
+    with httpx.Client(base_url=target.url, timeout=profile.target.timeout_s, verify=shared_ssl_context()) as client:
         def send(req: Any, stream: bool = False) -> dict[str, Any]:
             ex = Exchange(req)
             try:

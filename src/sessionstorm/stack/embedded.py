@@ -26,7 +26,7 @@ from sessionstorm.stack.base import (
     Backend, PostgresInfo, Progress, RedisInfo, ServiceInfo, TargetHandle, fill,
 )
 from sessionstorm.stack.process import Service, start_together
-from sessionstorm.stack.tls import shared_ssl_context
+from sessionstorm.tls import shared_ssl_context
 
 HOST = "127.0.0.1"
 PG_USER = "postgres"
