@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import random
 import secrets
 import threading
@@ -62,11 +63,12 @@ def prompt_maker(llm: str, seed: int | None) -> PromptMaker:
     return maker
 
 
+POOL_SHARD = 8  # connections per client (see Driver.__init__)
 KEEPALIVE_EXPIRY_S = 1.5  # below the keep-alive of the servers a run meets (gunicorn 2 s, uvicorn 5 s)
 
 
 class Driver:
-    """One httpx client, one history, and the in-flight count of what it sends."""
+    """The httpx clients of a run, one history, and the in-flight count of what they send."""
 
     def __init__(self, target: RunningTarget, history: HistoryWriter, *, timeout_s: float | None = None,
                  max_connections: int = 100, seed: int | None = None, stop: threading.Event | None = None,
@@ -79,20 +81,32 @@ class Driver:
         self.ops: list[dict[str, Any]] = []
         self.stop = stop or threading.Event()
         self.wire = wire or Wire()
+        # Several clients of POOL_SHARD connections, taken in turn: httpcore's pool walks all its
+        # connections (a poll() each, and a quadratic idle count) on every request and reply, so
+        # one pool of a 50-request burst's connections cost a third of the driver's CPU. Taken
+        # in turn, a burst of n puts at most n/shards on each, within its limit.
         # Idle connections expire well before a server's keep-alive (uvicorn: 5 s, httpx's own
         # default too): at equal timeouts a request sent as the server closes is a ReadError,
         # seen on a busy machine when a burst came ~5 s after the pool was warmed.
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
+        shards = -(-max_connections // POOL_SHARD)
+        limits = httpx.Limits(max_connections=-(-max_connections // shards),
+                              max_keepalive_connections=-(-max_connections // shards),
                               keepalive_expiry=KEEPALIVE_EXPIRY_S)
         tls = shared_ssl_context()
-        transport = (SpreadTransport(self.wire.spreader, limits=limits, verify=tls)
-                     if self.wire.spreader is not None else None)
-        self._client = httpx.AsyncClient(
-            base_url=target.url, timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 5.0)),
-            limits=limits, transport=transport, verify=tls)
+        timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 5.0))
+        self._clients = [httpx.AsyncClient(
+            base_url=target.url, timeout=timeout, limits=limits, verify=tls,
+            transport=(SpreadTransport(self.wire.spreader, limits=limits, verify=tls)
+                       if self.wire.spreader is not None else None)) for _ in range(shards)]
+        self._turn = itertools.count()
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        """The next client in turn."""
+        return self._clients[next(self._turn) % len(self._clients)]
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await asyncio.gather(*(c.aclose() for c in self._clients))
 
     async def __aenter__(self) -> Driver:
         return self
