@@ -292,38 +292,57 @@ def spread_geventhttpclient(client_pool: Any, spreader: Spreader) -> Any:
 # ---------------------------------------------------------------- fingerprints
 
 
-def _body(r: httpx.Response, nonce: str) -> dict[str, Any]:
+def _body(r: Any, nonce: str) -> dict[str, Any]:
     text = r.content.decode("utf-8", "replace").replace(nonce, "{nonce}")  # ids we sent are not the server's
-    return {"status": r.status_code, "sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
+    return {"status": r.status, "sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
             "excerpt": text[:EXCERPT_CHARS]}
+
+
+def _header(r: Any, name: str) -> str | None:
+    want = name.lower().encode()
+    return next((v.decode("utf-8", "replace") for k, v in r.headers if k.lower() == want), None)
 
 
 async def _one_connection(url: str, address: Address, *, nonce: str, ready_path: str, identity_header: str | None,
                           session_path: str | None, openapi_path: str | None, timeout: float,
                           verify: ssl.SSLContext | bool) -> dict[str, Any]:
     """One fresh connection to ``address`` carrying every probe (keep-alive), so all of them
-    meet the same process even when two share the port."""
+    meet the same process even when two share the port. httpcore's pool of one connection
+    directly: a run's preflight is 32 such requests, and httpx's client around them cost as
+    much again as the requests."""
+    import httpcore
+
     scheme, host, port = split_url(url)
-    spreader = Spreader(host, [address], "first")
-    transport = SpreadTransport(spreader, verify=verify, limits=httpx.Limits(max_connections=1))
+    netloc = f"[{host}]" if ":" in host else host
+    origin = f"{scheme}://{netloc}:{port}"
+    default_port = port == (443 if scheme == "https" else 80)
+    headers = [(b"Host", (netloc if default_port else f"{netloc}:{port}").encode()),
+               (b"User-Agent", b"sessionstorm-preflight")]
+    limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+    tls = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
     fp: dict[str, Any] = {"address": address.hostport(port)}
-    async with httpx.AsyncClient(base_url=f"{scheme}://{host}:{port}", transport=transport, timeout=timeout,
-                                 headers={"User-Agent": "sessionstorm-preflight"}) as client:
+    async with httpcore.AsyncConnectionPool(ssl_context=tls, max_connections=1,
+                                            network_backend=_SpreadBackend(Spreader(host, [address], "first"))) as pool:
+        async def get(path: str) -> Any:
+            return await pool.request("GET", origin + path, headers=headers, extensions={"timeout": limits})
+
         try:
-            r = await client.get(ready_path)
-            fp["peer"] = peer_of(r)
-            fp["ready"] = r.status_code
-            fp["identity"] = r.headers.get(identity_header) if identity_header else None
-            fp["server"] = r.headers.get("server")
-            fp["not_found"] = _body(await client.get(f"/sessionstorm-probe-{nonce}"), nonce)
-            fp["session_not_found"] = (_body(await client.get(session_path.replace("{session_id}", nonce)), nonce)
+            r = await get(ready_path)
+            stream = r.extensions.get("network_stream")
+            fp["peer"] = _peer(stream.get_extra_info("server_addr")) if stream is not None else None
+            fp["ready"] = r.status
+            fp["identity"] = _header(r, identity_header) if identity_header else None
+            fp["server"] = _header(r, "server")
+            fp["not_found"] = _body(await get(f"/sessionstorm-probe-{nonce}"), nonce)
+            fp["session_not_found"] = (_body(await get(session_path.replace("{session_id}", nonce)), nonce)
                                        if session_path else None)
             if openapi_path:
-                r = await client.get(openapi_path)
-                fp["openapi"] = hashlib.sha256(r.content).hexdigest()[:16] if r.status_code == 200 else r.status_code
+                r = await get(openapi_path)
+                fp["openapi"] = hashlib.sha256(r.content).hexdigest()[:16] if r.status == 200 else r.status
             else:
                 fp["openapi"] = None
-        except httpx.HTTPError as e:
+        except (httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError,
+                httpcore.UnsupportedProtocol, OSError) as e:
             fp["error"] = f"{type(e).__name__}: {e}"[:200]
     return fp
 
