@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-regression test-docker docker-images system-deps bench bench-all bench-llm clean
+.PHONY: demo test test-unit test-regression test-docker docker-images system-deps bytecode bench bench-all bench-llm clean
 
 # The docker backend's images (docker/offline.env): docker/engine.sh installs and starts an
 # engine where none answers, docker/build-images.sh builds the images without a registry.
@@ -28,19 +28,24 @@ $(STAMP): pyproject.toml
 system-deps:
 	@bash scripts/system-deps.sh
 
-demo: $(STAMP)
+# The package's bytecode, written once: with PYTHONDONTWRITEBYTECODE set (as on our CI machines)
+# every process compiled it again -- each target, provider and xdist worker of a suite.
+bytecode: $(STAMP)
+	@$(BIN)/python -m compileall -q src >/dev/null
+
+demo: $(STAMP) bytecode
 	@bash scripts/demo.sh
 
 test: test-unit test-regression test-docker
 
-test-unit: $(STAMP) system-deps docker-images
+test-unit: $(STAMP) bytecode system-deps docker-images
 	env $(DOCKER_ENV) SESSIONSTORM_REQUIRE_DOCKER=$(REQUIRE_DOCKER) $(BIN)/pytest tests -n auto
 
-test-regression: $(STAMP)
+test-regression: $(STAMP) bytecode
 	$(BIN)/pytest regression -n auto
 
 # The same regression suite with PostgreSQL, Redis, the provider and the targets in containers.
-test-docker: $(STAMP) docker-images
+test-docker: $(STAMP) bytecode docker-images
 ifeq ($(REQUIRE_DOCKER),1)
 	env $(DOCKER_ENV) SESSIONSTORM_BACKEND=docker $(BIN)/pytest regression -n auto \
 	  --junitxml reports/regression/junit-docker.xml
