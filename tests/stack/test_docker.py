@@ -167,3 +167,46 @@ def test_a_bad_image_is_one_line_naming_the_setting(monkeypatch, tmp_path, image
         backend.run_container("redis", "redis", ["redis-server"], lambda: (False, ""), "PING")
     assert str(err.value).startswith(f"SESSIONSTORM_REDIS_IMAGE={image}: expected {expected}")
     assert "docker/build-images.sh" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("settings", "baked"), [
+    ({"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "sessionstorm", "POSTGRES_DB": "postgres",
+      "POSTGRES_HOST_AUTH_METHOD": "trust"}, True),            # the docker backend's: the image's own data
+    ({"POSTGRES_USER": "alice", "POSTGRES_PASSWORD": "wonderland", "POSTGRES_DB": "shop"}, False),  # initdb
+], ids=["backend-settings", "other-settings"])
+def test_the_postgres_image_serves_the_settings_it_is_started_with(settings: dict[str, str], baked: bool) -> None:
+    """The image's PGDATA is initialised at build time for the backend's settings; other
+    settings must still get their user, password, database and auth (the public image's contract)."""
+    image = os.environ.get("SESSIONSTORM_POSTGRES_IMAGE", "sessionstorm/postgres:offline")
+    port = portpicker.pick_unused_port()
+    env = [f"--env={k}={v}" for k, v in settings.items()]
+    cid = subprocess.run(["docker", "run", "-d", "--network", "host", *env, image, "postgres", "-p", str(port),
+                          "-c", "listen_addresses=127.0.0.1"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        async def ask() -> tuple[str, bool]:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    conn = await asyncpg.connect(host="127.0.0.1", port=port, user=settings["POSTGRES_USER"],
+                                                 password=settings["POSTGRES_PASSWORD"],
+                                                 database=settings["POSTGRES_DB"], timeout=5)
+                    break
+                except (OSError, asyncpg.CannotConnectNowError):
+                    assert time.monotonic() < deadline, "postgres did not accept connections in 60 s"
+                    await asyncio.sleep(0.2)
+            try:
+                who = await conn.fetchval("SELECT current_user || '@' || current_database()")
+                marked = await conn.fetchval("SELECT count(*) FROM pg_ls_dir('.') AS f WHERE f = '.sessionstorm-baked'")
+                return who, bool(marked)
+            finally:
+                await conn.close()
+
+        who, marked = asyncio.run(ask())
+        assert who == f"{settings['POSTGRES_USER']}@{settings['POSTGRES_DB']}"
+        assert marked is baked
+        if "POSTGRES_HOST_AUTH_METHOD" not in settings:  # scram: a wrong password is refused
+            with pytest.raises(asyncpg.InvalidPasswordError):
+                asyncio.run(asyncpg.connect(host="127.0.0.1", port=port, user=settings["POSTGRES_USER"],
+                                            password="not-it", database=settings["POSTGRES_DB"], timeout=5))
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
