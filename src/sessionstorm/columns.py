@@ -13,6 +13,11 @@ Checkers and the report then run SQL over the view ``h`` (one row per record, th
 ``SCHEMA``); DuckDB streams Parquet and spills to disk past ``MEMORY_LIMIT``, so memory stays
 bounded whatever the history's length.
 
+A small history that no writer converted (under ``SMALL_BYTES``: the regression suite's runs of a few
+hundred ops) skips the Parquet round trip: its lines are read straight into a table of the process's
+in-memory database (made once: a new database costs ~14 ms of CPU, a cursor nothing), and ``h`` is
+that table, with the same columns and the same ``seq``. The checkers' SQL is the same either way.
+
 A corrupt or truncated line makes DuckDB refuse the range; that range alone is then read line by
 line (orjson, as ``history.iter_records`` does) to name each bad line, and its good lines are
 converted. Lines whose fields have another type than ``SCHEMA`` says are reported the same way.
@@ -47,6 +52,13 @@ THREADS = int(os.environ.get("SESSIONSTORM_CHECK_THREADS", "1"))  # one core by 
 PROBES = 8  # CRC windows per part (first and last 4 kB, the rest spread between): cheap, and catch a rewrite
 PROBE_BYTES = 4096
 COPY_BLOCK = 1 << 20
+# A history of at most this many bytes that no writer converted is read into a table, not Parquet parts:
+# below it reading the lines again costs less than writing and reading parts (bench/finish.py)
+SMALL_BYTES = int(os.environ.get("SESSIONSTORM_SMALL_HISTORY", str(8 << 20)))
+# Optimizer passes a small history's queries skip (this connection only): on a few hundred rows they cost more
+# than they save (~0.3 ms of the ~1.3 ms of each of ~40 queries); the plans keep their joins, filters and
+# pushdowns, and the results are the same (they only rewrite plans)
+SMALL_SKIPPED_OPTIMIZERS = "statistics_propagation,expression_rewriter,common_subexpressions,compressed_materialization"
 _TAGS = itertools.count()  # temporary names unique within the process
 
 # Every field a checker or the report reads (history.py's record schema); other fields are not read.
@@ -81,27 +93,77 @@ def lit(v: str | float) -> str:
     return f"'{float(v)!r}'::DOUBLE"
 
 
+def _config() -> dict[str, Any]:
+    return {"threads": THREADS, "memory_limit": MEMORY_LIMIT,
+            "temp_directory": os.path.join(tempfile.gettempdir(), "sessionstorm-duckdb")}
+
+
 def connect() -> duckdb.DuckDBPyConnection:
+    """A database of its own: for Parquet parts (its metadata cache lives and dies with it, so a part
+    rewritten under the same name is never read through a stale footer)."""
     # progress is tracked (for `query_progress`) but never printed: the bar is ours (sessionstorm.progress)
-    con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT,
-                                 "temp_directory": os.path.join(tempfile.gettempdir(), "sessionstorm-duckdb")})
+    con = duckdb.connect(config=_config())
     con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
     con.execute("SET parquet_metadata_cache = true")  # ~30 queries over the same parts: their footers read once
     return con
 
 
+_shared: duckdb.DuckDBPyConnection | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_cursor() -> duckdb.DuckDBPyConnection:
+    """A connection of its own (temporary tables, views and settings are per connection) to the process's
+    in-memory database, made once per process: what small histories are read into."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = duckdb.connect(config=_config())
+        return _shared.cursor()
+
+
+_inherited: list[duckdb.DuckDBPyConnection] = []
+
+
+def _forget_shared() -> None:
+    """A forked child makes its own database: the parent's is not safe to use from it, nor to close (it is
+    kept referenced, never collected)."""
+    global _shared, _shared_lock
+    if _shared is not None:
+        _inherited.append(_shared)
+    _shared, _shared_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_shared)
+
+
 class Columns:
-    """The columnar history of a run: ``con`` with the view ``h``; ``corrupt`` lines as dicts."""
+    """The columnar history of a run: ``con`` with ``h`` (a view over Parquet parts, or the table a small
+    history was read into); ``corrupt`` lines as dicts. ``derive`` makes what several queries read."""
 
     def __init__(self, location: str | os.PathLike[str], on_corrupt: Corrupt | None = None,
                  progress: Callable[[int], None] | None = None) -> None:
         from sessionstorm.history import history_files  # here: history imports this module under gevent
         self.files = history_files(location)
-        self.con = connect()
-        self.parts, self.corrupt = _convert(self.con, Path(location), self.files, progress)
+        self._reader: duckdb.DuckDBPyConnection | None = None
+        self._schema: str | None = None  # a small history's, in the shared database
+        small = _small(Path(location), self.files)
+        self.con = shared_cursor() if small else connect()
+        try:
+            if small:
+                self.parts: list[list[Part]] = []
+                self._load(progress)
+            else:
+                self.parts, self.corrupt = _convert(self.con, Path(location), self.files, progress)
+                self._views()
+        except BaseException:
+            self.close()
+            raise
         for c in self.corrupt:
             if on_corrupt is not None:
                 on_corrupt(Path(c["path"]), c["line"], c["error"])
+
+    def _views(self) -> None:
         # seq: file number << 32 | 0-based line of the part's first line + row in the part (rows keep the
         # file's order; a part's rows are at most its lines, so seq grows with the history). One scan per
         # part, its base a constant: a filter on seq then skips row groups (`briefs`, `op_rows`).
@@ -109,12 +171,54 @@ class Columns:
         self._starts = [start for _, start in self._parts]  # ascending: files in order, parts in order
         selects = [f"SELECT * EXCLUDE (file_row_number), {start}::BIGINT + file_row_number AS seq "
                    f"FROM read_parquet({lit(str(path))}, file_row_number = true)" for path, start in self._parts]
-        self._reader: duckdb.DuckDBPyConnection | None = None
         if selects:
             self.con.execute("CREATE VIEW h AS " + " UNION ALL ".join(selects))
         else:  # no history: an empty view of the same columns
             cols = ", ".join(f"NULL::{t} AS {q(k)}" for k, t in SCHEMA.items())
             self.con.execute(f"CREATE VIEW h AS SELECT {cols}, NULL::BIGINT AS seq WHERE false")
+
+    def _load(self, progress: Callable[[int], None] | None) -> None:
+        """A small history into the table ``h`` of a schema of its own in the shared database (unique in the
+        process, dropped on close; first on this connection's search path, so ``h`` is the table itself, not
+        a view: a view over 40 columns costs ~0.4 ms to bind in every query). ``seq`` as the Parquet path
+        makes it for a file in one part (file number << 32 | row); corrupt lines named by the same slow path."""
+        self.corrupt = []
+        self._schema = f"history_{os.getpid()}_{next(_TAGS)}"
+        table = f"{self._schema}.h"
+        cols = ", ".join(f"{q(k)} {t}" for k, t in SCHEMA.items())
+        self.con.execute(f"CREATE SCHEMA {self._schema}; SET search_path = '{self._schema}'; "
+                         f"SET disabled_optimizers = '{SMALL_SKIPPED_OPTIMIZERS}'; "
+                         f"CREATE TABLE {table} ({cols}, seq BIGINT)")
+        refused: list[int] = []
+        if self.files:
+            try:  # every file in one statement, as a rule
+                self.con.execute(f"INSERT INTO {table} " + " UNION ALL ".join(
+                    _rows_of(f, i << 32) for i, f in enumerate(self.files)))
+            except duckdb.Error:  # a corrupt line: then file by file
+                for i, f in enumerate(self.files):
+                    try:
+                        self.con.execute(f"INSERT INTO {table} {_rows_of(f, i << 32)}")
+                    except duckdb.Error:
+                        refused.append(i)
+        untyped = [i for (i,) in self.con.execute(f"SELECT DISTINCT seq >> 32 FROM {table} WHERE type IS NULL").fetchall()]
+        for i in sorted({*refused, *untyped}):  # the slow path, for these files only
+            f = self.files[i]
+            self.con.execute(f"DELETE FROM {table} WHERE seq >> 32 = {i}")
+            fd, name = tempfile.mkstemp(prefix=".sessionstorm-clean-", suffix=".jsonl")  # the run folder may be read-only
+            os.close(fd)
+            try:
+                bad = _clean_copy(f, Path(name))
+                self.con.execute(f"INSERT INTO {table} {_rows_of(Path(name), i << 32)}")
+            finally:
+                os.unlink(name)
+            self.corrupt += [{"path": str(f), "line": n, "error": e} for n, e in bad]
+        if progress is not None:
+            progress(sum(f.stat().st_size for f in self.files))
+
+    def derive(self, name: str, sql: str) -> None:
+        """``name`` as ``sql`` on this connection: a temporary table for a small history (read by many small
+        queries, a table costs less than binding a view in each), a temporary view otherwise (no copy)."""
+        self.con.execute(f"CREATE OR REPLACE TEMP {'TABLE' if self._schema is not None else 'VIEW'} {name} AS {sql}")
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
         return self.con.execute(sql, list(params)).fetchone()
@@ -127,6 +231,11 @@ class Columns:
             self._reader = self.con.cursor()
         cols = ", ".join(q(f) for f in fields)
         it = iter(seqs)
+        if self._schema is not None:  # a small history: one table (the seqs as a parameter: cheaper than literals)
+            while chunk := list(islice(it, batch)):
+                yield from self._reader.execute(f"SELECT seq, {cols} FROM {self._schema}.h WHERE "
+                                                "list_contains($1::BIGINT[], seq) ORDER BY seq", [chunk]).fetchall()
+            return
         while chunk := list(islice(it, batch)):
             by_part: dict[int, list[int]] = {}
             for seq in chunk:
@@ -144,7 +253,11 @@ class Columns:
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
-        self.con.close()
+        try:
+            if self._schema is not None:  # the shared database outlives this connection: its table goes now
+                self.con.execute(f"DROP SCHEMA IF EXISTS {self._schema} CASCADE")
+        finally:
+            self.con.close()
 
     def __enter__(self) -> Columns:
         return self
@@ -184,10 +297,15 @@ def cache_dirs(location: Path) -> tuple[list[Path], Path]:
         probe.unlink()
         return [d], d
     except OSError:
-        tag = hashlib.sha256(str(d.parent.resolve()).encode()).hexdigest()[:16]
-        tmp = Path(tempfile.gettempdir()) / "sessionstorm-columns" / tag
+        tmp = _fallback_dir(d)
         tmp.mkdir(parents=True, exist_ok=True)
         return [d, tmp], tmp
+
+
+def _fallback_dir(d: Path) -> Path:
+    """Where the parts of a run folder that cannot be written go."""
+    tag = hashlib.sha256(str(d.parent.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "sessionstorm-columns" / tag
 
 
 def part_name(src: Path, start: int, end: int) -> str:
@@ -288,6 +406,31 @@ def _convert(con: duckdb.DuckDBPyConnection, location: Path, files: list[Path],
     return all_parts, corrupt
 
 
+def _small(location: Path, files: list[Path]) -> bool:
+    """A history read into a table: at most SMALL_BYTES, and no part of it converted (by a writer or an
+    earlier check: those parts are used as they are)."""
+    if sum(f.stat().st_size for f in files) > SMALL_BYTES:
+        return False
+    if not files:
+        return True
+    d = columns_dir(location)
+    stems = "|".join(re.escape(f.stem) for f in files)
+    stamp = re.compile(rf"(?:{stems})\.\d+-\d+\.json")
+    for folder in (d, _fallback_dir(d)):
+        try:
+            if any(stamp.fullmatch(name) for name in os.listdir(folder)):
+                return False
+        except OSError:
+            continue
+    return True
+
+
+def _rows_of(f: Path, base: int) -> str:
+    """SQL: the records of one history file in file order, ``seq`` = base + row."""
+    return (f"SELECT * EXCLUDE (ordinality), {base}::BIGINT + ordinality - 1 AS seq FROM "
+            f"read_json({lit(str(f))}, format='newline_delimited', columns={_STRUCT}) WITH ORDINALITY")
+
+
 STALE_TMP_S = 600  # a conversion's temporary file untouched this long: its process died mid-way
 
 
@@ -374,21 +517,27 @@ def _convert_file(con: duckdb.DuckDBPyConnection, f: Path, part: Path, tag: str,
     except duckdb.Error:
         pass
     # Slow path, for this range only: name every bad line, convert the good ones.
-    bad: list[list[Any]] = []
     clean = scratch / f".{part.stem}.{tag}.clean.tmp"  # beside the parts: the history's folder may be read-only
     try:
-        with open(f, "rb") as fh, open(clean, "wb") as out:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                why = _invalid(line)
-                if why is None:
-                    out.write(line if line.endswith(b"\n") else line + b"\n")
-                else:
-                    bad.append([lineno, f"{why}: {line[:80]!r}"])
+        bad = _clean_copy(f, clean)
         _copy(con, clean, part, tag)
     finally:
         clean.unlink(missing_ok=True)
+    return bad
+
+
+def _clean_copy(f: Path, clean: Path) -> list[list[Any]]:
+    """The good lines of ``f`` copied to ``clean``; the bad ones as [line number, error]."""
+    bad: list[list[Any]] = []
+    with open(f, "rb") as fh, open(clean, "wb") as out:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            why = _invalid(line)
+            if why is None:
+                out.write(line if line.endswith(b"\n") else line + b"\n")
+            else:
+                bad.append([lineno, f"{why}: {line[:80]!r}"])
     return bad
 
 

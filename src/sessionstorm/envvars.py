@@ -18,6 +18,7 @@ OTHERS = frozenset({
     "MAX_INFO_RATE", "MAX_P95_MS", "ALLOW_REMOTE", "MAX_RPS", "MAX_REQUESTS", "ABORT_ERROR_RATE",
     "METRICS_PORT", "FAULTS", "WORKER_TOKEN", "TARGET_URL", "PROGRESS_DELAY_S",
     "CHECK_MEMORY", "CHECK_THREADS",  # sessionstorm.columns: DuckDB's memory limit and threads
+    "SMALL_HISTORY",  # sessionstorm.columns: the size under which a history skips Parquet (-1: never)
     "LLAMA_SERVER", "LLM_MODEL",  # sessionstorm.llm: another llama-server binary or GGUF (bench/llm_rehearsal.py)
     # the stack: external services, docker images, the Makefile's switches
     "POSTGRES_DSN", "REDIS_URL", "PROVIDER_URL", "POSTGRES_IMAGE", "REDIS_IMAGE", "APP_IMAGE", "BASE_IMAGE",

@@ -122,6 +122,20 @@ def writable_dir(path: Path, setting: str) -> Path:
     return path
 
 
+def check_and_report(run_dir: RunDir | str | os.PathLike[str]) -> dict[str, Any]:
+    """Check a finished run (results.json), then render report.html, over one `Columns`: the history is
+    read once and one database serves both (results["report"]: the page's path)."""
+    from sessionstorm.checker import check_run
+    from sessionstorm.columns import Columns
+    from sessionstorm.report import render_report
+
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    with Columns(run.path) as cols:  # a folder that is no run: check_run says so, inside
+        results = check_run(run, cols=cols)
+        results["report"] = str(render_report(run, results, cols=cols))
+    return results
+
+
 def _no_password(dsn: str | None) -> str | None:
     from sessionstorm.redact import redact_dsn
     return redact_dsn(dsn) if dsn else dsn
@@ -362,9 +376,6 @@ class Run:
     def finish(self, *, interrupted: bool | None = None, lost_workers: list[str] | tuple[str, ...] = (),
                **more: Any) -> dict[str, Any]:
         """Stop what this run started (logs kept), then check and report. Safe on a half-started run."""
-        from sessionstorm.checker import check_run
-        from sessionstorm.report import render_report
-
         if self.dir is None:
             self._stop_stack()
             raise RuntimeError("the run never started")
@@ -380,10 +391,8 @@ class Run:
         self._stop_stack()
         if self.wire is not None:
             self.wire.close()
-        results = check_run(self.dir)
-        results["report"] = str(render_report(self.dir, results))
-        self.results = results
-        return results
+        self.results = check_and_report(self.dir)
+        return self.results
 
     @property
     def exit_code(self) -> int:

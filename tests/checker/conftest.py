@@ -26,6 +26,16 @@ def op(kind: str = "chat", *, at: float | None = None, dur: float = 0.1, **field
     return base
 
 
+@pytest.fixture(params=["table", "parquet"])
+def storage(request, monkeypatch):
+    """Both ways a history is read (`sessionstorm.columns`): a small one into a table, a large one (or one a
+    writer converted) through Parquet parts; the checkers' SQL is the same, and so must their findings be."""
+    from sessionstorm import columns
+    if request.param == "parquet":
+        monkeypatch.setattr(columns, "SMALL_BYTES", -1)
+    return request.param
+
+
 @pytest.fixture
 def write_run(tmp_path):
     def write(ops: list[dict[str, Any]], events: list[tuple[str, dict[str, Any]]] = ()) -> RunDir:

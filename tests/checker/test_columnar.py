@@ -67,7 +67,7 @@ FACTORIES = {
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("name", sorted(FACTORIES))
-def test_scan_decides_as_op_does(tmp_path, seed, name):
+def test_scan_decides_as_op_does(tmp_path, seed, name, storage):
     ops = random_history(seed)
     by_op = FACTORIES[name]()
     for o in ops:
@@ -87,7 +87,7 @@ def test_scan_decides_as_op_does(tmp_path, seed, name):
         assert expected[0] is False and expected[1]  # the histories do hold findings
 
 
-def test_corrupt_lines_anywhere_are_named_and_the_rest_checked(write_run):
+def test_corrupt_lines_anywhere_are_named_and_the_rest_checked(write_run, storage):
     from .conftest import op
     run = write_run([op() for _ in range(4)])
     path = next((run.path / "history").glob("*.jsonl"))
@@ -102,8 +102,11 @@ def test_corrupt_lines_anywhere_are_named_and_the_rest_checked(write_run):
         (8, "field 'status' is not BIGINT")]
 
 
-def test_the_columns_are_kept_until_a_history_file_changes(write_run):
+def test_the_columns_are_kept_until_a_history_file_changes(write_run, monkeypatch):
+    from sessionstorm import columns
+
     from .conftest import op
+    monkeypatch.setattr(columns, "SMALL_BYTES", -1)  # a large history's way: Parquet parts, kept in columns/
     run = write_run([op(), op()])
     assert check_run(run)["ops"] == 2
     part = next((run.path / "columns").glob("*.parquet"))
@@ -112,6 +115,13 @@ def test_the_columns_are_kept_until_a_history_file_changes(write_run):
     with HistoryWriter(next((run.path / "history").glob("*.jsonl")), process="p1") as w:
         w.op(**op())
     assert check_run(run)["ops"] == 3  # converted again
+
+
+def test_a_small_history_is_read_without_parts(write_run):
+    from .conftest import op
+    run = write_run([op(), op()])
+    assert check_run(run)["ops"] == 2
+    assert not list((run.path / "columns").glob("*.parquet"))  # read into a table: nothing written beside it
 
 
 def test_a_plugin_checker_still_sees_every_record(write_run, monkeypatch):
@@ -143,3 +153,10 @@ def test_a_plugin_checker_still_sees_every_record(write_run, monkeypatch):
     counted = next(a for a in r["anomalies"] if a["code"] == "COUNTED")
     assert counted["evidence"][0]["ops"] == [ops[0]["id"], ops[2]["id"]]
     assert "events ['note']" in counted["evidence"][0]["detail"]
+
+
+def test_a_run_folder_whose_columns_cannot_be_written_is_still_checked(write_run, storage):
+    from .conftest import op
+    run = write_run([op(), op()])
+    (run.path / "columns").write_text("not a folder")  # parts (the Parquet way) go to a temporary folder then
+    assert check_run(run, write=False)["ops"] == 2

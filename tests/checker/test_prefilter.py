@@ -45,7 +45,7 @@ def selected(tmp: Path, ops: list[dict[str, Any]], request_id: str) -> set[int]:
     with HistoryWriter(tmp / "history" / "p.jsonl", process="p") as w:
         for o in ops:
             w.op(**{k: v for k, v in o.items() if v is not None})
-    with Columns(tmp) as cols:
+    with Columns(tmp) as cols:  # a small history: a table (the Parquet way is compared in test_columns_small.py)
         cols.con.execute("CREATE TEMP VIEW o AS SELECT *, false AS excused FROM h WHERE type = 'op'")
         return {seq for (seq,) in cols.con.execute(f"SELECT seq FROM o WHERE {suspects(request_id)}").fetchall()}
 

@@ -2,7 +2,6 @@ import json
 import subprocess
 import sys
 
-
 from sessionstorm.checker import check_run, compose
 from sessionstorm.checker.observe import Observe
 
@@ -23,7 +22,7 @@ def test_a_crashing_checker_is_unknown_never_pass(write_run, monkeypatch):
     assert r["valid"] == "unknown" and "checker bug" in r["checkers"]["observe"]["error"]
 
 
-def test_corrupt_lines_are_reported_and_the_rest_checked(write_run):
+def test_corrupt_lines_are_reported_and_the_rest_checked(write_run, storage):
     run = write_run([op(), op()])
     path = next((run.path / "history").glob("*.jsonl"))
     path.write_bytes(path.read_bytes() + b"{truncated")
@@ -48,3 +47,18 @@ def test_cli_exit_codes(write_run, tmp_path):
     assert json.loads((dirty.path / "results.json").read_text())["valid"] is False
     p = cli(str(tmp_path / "missing"))
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "run folder" in p.stderr
+
+
+def test_plugin_entry_points_are_looked_up_once_per_process_and_path(monkeypatch):
+    from sessionstorm import plugins
+    calls = []
+    monkeypatch.setattr(plugins, "entry_points", lambda group: calls.append(group) or [])
+    plugins._entry_points.cache_clear()
+    try:
+        assert plugins.checkers({}) == [] and plugins.checkers({}) == []
+        assert calls == [plugins.CHECKER_GROUP]  # once: the second check reuses the scan
+        monkeypatch.syspath_prepend("/nonexistent-plugin-dir")  # a path where a plugin may have appeared
+        plugins.checkers({})
+        assert len(calls) == 2
+    finally:
+        plugins._entry_points.cache_clear()

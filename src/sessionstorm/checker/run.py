@@ -7,27 +7,28 @@ makes it unknown. Never a pass by default.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Callable
-
-import orjson
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from sessionstorm import plugins
 from sessionstorm.checker.availability import Availability
 from sessionstorm.checker.base import Checker
+from sessionstorm.checker.catalogue import CODES, Tally, describe
 from sessionstorm.checker.endpoints import Endpoints
 from sessionstorm.checker.faults import Faults, fault_events
-from sessionstorm.checker.catalogue import CODES, Tally, describe
 from sessionstorm.checker.invariants import Invariants
 from sessionstorm.checker.observe import Observe
 from sessionstorm.checker.replies import Replies, owners_of
 from sessionstorm.checker.sessions import Churn, Conversations
 from sessionstorm.checker.stats import DEFAULT_THRESHOLDS, Stats, judge_thresholds
-from sessionstorm import plugins
-from sessionstorm.errors import ConfigError
 from sessionstorm.columns import Columns
+from sessionstorm.errors import ConfigError
 from sessionstorm.history import history_files, iter_records
 from sessionstorm.rundir import RunDir
 
@@ -56,8 +57,9 @@ def contract_of(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None = None,
-              write: bool = True, progress: bool = False) -> dict[str, Any]:
-    """`progress`: show a bar on a terminal (the commands do); off one it costs nothing."""
+              write: bool = True, progress: bool = False, cols: Columns | None = None) -> dict[str, Any]:
+    """`progress`: show a bar on a terminal (the commands do); off one it costs nothing. `cols`: the run's
+    columns, opened by the caller (who closes them) to share them with the report (`Run.finish`)."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     if not run.path.is_dir():
         raise ConfigError("run folder", run.path, "an existing run folder", "pass a folder under reports/")
@@ -86,14 +88,17 @@ def check_run(run_dir: RunDir | str | Path, thresholds: dict[str, float] | None 
     def crash(c: Checker) -> None:
         crashed.setdefault(c.name, traceback.format_exc(limit=3))
 
-    corrupt: list[dict[str, Any]] = []
     t0 = time.monotonic()
-    from sessionstorm.progress import for_files
-    update = for_files("checking", files) if progress else None  # None off a terminal: no bar
-    with Columns(run.path, on_corrupt=lambda f, n, e: corrupt.append({"file": f.name, "line": n, "error": e}),
-                 progress=update) as cols:
+    if cols is not None:
+        opened: contextlib.AbstractContextManager[Columns] = contextlib.nullcontext(cols)  # the caller closes them
+    else:
+        from sessionstorm.progress import for_files
+        update = for_files("checking", files) if progress else None  # None off a terminal: no bar
+        opened = Columns(run.path, progress=update)
+    with opened as cols:  # noqa: PLR1704  the columns given, or those opened here
+        corrupt = [{"file": Path(c["path"]).name, "line": c["line"], "error": c["error"]} for c in cols.corrupt]
         # o: the ops; excused: a failure inside a fault window (+ grace), judged by `faults` alone
-        cols.con.execute(f"CREATE TEMP VIEW o AS SELECT *, {faults.excused_sql()} AS excused FROM h WHERE type = 'op'")
+        cols.derive("o", f"SELECT *, {faults.excused_sql()} AS excused FROM h WHERE type = 'op'")
         n_ops = cols.one("SELECT count(*) FROM o")[0]
         events = [{"type": "event", "kind": kind, "process": process, "wall": wall, "mono": mono,
                    "data": orjson.loads(data) if data is not None else {}}

@@ -61,18 +61,17 @@ class Churn(Checker):
         first op of each (owner, session), the dicts filled in order of first appearance."""
         kinds = tuple(sorted(self.kinds))
         judged = "true" if self.judged else "kind = 'message'"
-        cols.con.execute(
-            "CREATE OR REPLACE TEMP VIEW churn AS SELECT seq, session_seen, model_asked, coalesce(invoke_wall, 0.0) AS t, "
+        churn_ops = (  # a subquery, not a view: no statement of its own
+            "(SELECT * FROM (SELECT seq, session_seen, model_asked, coalesce(invoke_wall, 0.0) AS t, "
             "CASE WHEN kind = 'message' THEN 'user:' || coalesce(\"user\", 'None') ELSE \"key\" END AS owner "
-            f"FROM o WHERE kind IN {kinds} AND session_seen <> '' AND outcome = 'ok' AND ({judged})")
-        cols.con.execute("CREATE OR REPLACE TEMP VIEW churn_ops AS SELECT * FROM churn WHERE owner IS NOT NULL")
+            f"FROM o WHERE kind IN {kinds} AND session_seen <> '' AND outcome = 'ok' AND ({judged})) WHERE owner IS NOT NULL)")
         # int(t // 10) as Python computes it: floor((t - fmod(t, 10)) / 10), rounded (t >= 0)
         bucket = (f"CASE WHEN t >= 0 THEN round((t - fmod(t, {CHURN_WINDOW_S})) / {CHURN_WINDOW_S}) "
                   f"ELSE floor(t / {CHURN_WINDOW_S}) END::BIGINT")
         for owner, b, model in cols.con.execute(
-                f"SELECT owner, {bucket} AS b, model_asked FROM churn_ops WHERE model_asked <> '' GROUP BY ALL").fetchall():
+                f"SELECT owner, {bucket} AS b, model_asked FROM {churn_ops} WHERE model_asked <> '' GROUP BY ALL").fetchall():
             self.models[owner][b].add(model)
-        firsts = cols.con.execute("SELECT owner, session_seen, arg_min(seq, (t, seq)), count(*) FROM churn_ops "
+        firsts = cols.con.execute(f"SELECT owner, session_seen, arg_min(seq, (t, seq)), count(*) FROM {churn_ops} "
                                   "GROUP BY ALL ORDER BY min(seq)").fetchall()
         self.ops += sum(n for *_, n in firsts)  # the op count, from the same pass
         found = briefs(cols, (seq for _, _, seq, _ in firsts))

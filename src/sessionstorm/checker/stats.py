@@ -39,13 +39,17 @@ class Stats(Checker):
         self.last: float | None = None
 
     def scan(self, cols: Columns) -> None:
-        for outcome, excused, n in cols.con.execute(
-                "SELECT coalesce(outcome, 'info'), excused, count(*) FROM o GROUP BY ALL ORDER BY min(seq)").fetchall():
+        timed = "NOT excused AND invoke_wall IS NOT NULL AND complete_wall IS NOT NULL"
+        firsts, lasts = [], []
+        for outcome, excused, n, first, last in cols.con.execute(
+                f"SELECT coalesce(outcome, 'info'), excused, count(*), min(invoke_wall) FILTER (WHERE {timed}), "
+                f"max(complete_wall) FILTER (WHERE {timed}) FROM o GROUP BY ALL ORDER BY min(seq)").fetchall():
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
             if excused:
                 self.apart_outcomes[outcome] = self.apart_outcomes.get(outcome, 0) + n
-        timed = "NOT excused AND invoke_wall IS NOT NULL AND complete_wall IS NOT NULL"
-        self.first, self.last = cols.one(f"SELECT min(invoke_wall), max(complete_wall) FROM o WHERE {timed}")
+            firsts += [first] if first is not None else []
+            lasts += [last] if last is not None else []
+        self.first, self.last = min(firsts, default=None), max(lasts, default=None)  # of the timed ops
         decided = f"{timed} AND coalesce(outcome, 'info') <> 'info'"
         self.latency = _percentiles(cols, "(complete_wall - invoke_wall) * 1000", decided, (50, 95, 99))
         self.ttft = _percentiles(cols, "ttft * 1000", f"{decided} AND ttft IS NOT NULL", (50, 95))
@@ -71,20 +75,19 @@ class Stats(Checker):
 
 def _percentiles(cols: Columns, value: str, where: str, ps: tuple[int, ...]) -> dict[str, Any]:
     """Exact percentiles of ``value`` over the ops ``where``: the value at index min(n - 1, int(p / 100 * n)) of the
-    sorted values (as ever), plus the max and the number of samples."""
-    cols.con.execute(f"CREATE OR REPLACE TEMP TABLE pct AS SELECT {value} AS v FROM o WHERE {where}")
-    n = cols.one("SELECT count(*) FROM pct")[0]
+    sorted values (as ever), plus the max and the number of samples. One query: the values ranked, with their count."""
+    at = " OR ".join(f"r = least(n - 1, floor({p / 100!r}::DOUBLE * n)::BIGINT)" for p in ps)
+    got = cols.con.execute(f"SELECT n, r, v FROM (SELECT v, row_number() OVER (ORDER BY v) - 1 AS r, count(*) OVER () AS n "
+                           f"FROM (SELECT {value} AS v FROM o WHERE {where})) WHERE r = n - 1 OR {at}").fetchall()
+    n = got[0][0] if got else 0
     out: dict[str, Any] = {f"p{p}": None for p in ps}
     if n:
-        at = {f"p{p}": min(n - 1, int(p / 100 * n)) for p in ps}
-        got = dict(cols.con.execute("SELECT r, v FROM (SELECT v, row_number() OVER (ORDER BY v) - 1 AS r FROM pct) "
-                                    "WHERE r IN (SELECT unnest($1::BIGINT[]))", [[*at.values(), n - 1]]).fetchall())
-        out = {name: round(got[i], 3) for name, i in at.items()}
-        out["max"] = round(got[n - 1], 3)
+        by_rank = {r: v for _, r, v in got}
+        out = {f"p{p}": round(by_rank[min(n - 1, int(p / 100 * n))], 3) for p in ps}
+        out["max"] = round(by_rank[n - 1], 3)
     else:
         out["max"] = None
     out["samples"] = n
-    cols.con.execute("DROP TABLE pct")
     return out
 
 

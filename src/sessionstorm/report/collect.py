@@ -7,15 +7,19 @@ sampled per second, stream timings by a fixed pseudo-random sample, the timeline
 """
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from sessionstorm.columns import lit
+
+if TYPE_CHECKING:
+    from sessionstorm.columns import Columns
 
 SAMPLES_PER_SECOND = 256  # latency samples kept per wall-clock second
 STREAM_SAMPLES = 20_000   # TTFT and inter-chunk gaps kept (reservoir)
@@ -69,37 +73,43 @@ def _keep(sample: list[float], value: float, seen: int, cap: int, rng: random.Ra
             sample[j] = value
 
 
-def collect(run_path: Path, window: tuple[float, float], progress: bool = False) -> View:
-    """SQL over the run's columnar history (`sessionstorm.columns`: converted by the check, or here)."""
+def collect(run_path: Path, window: tuple[float, float], progress: bool = False, cols: Columns | None = None) -> View:
+    """SQL over the run's columnar history (`sessionstorm.columns`: converted by the check, or here);
+    ``cols``: the columns the check used, still open (`Run.finish`)."""
     from sessionstorm.columns import Columns
     from sessionstorm.history import history_files
     from sessionstorm.progress import for_files
 
     view = View(window=window)
-    files = history_files(run_path)
+    files = history_files(run_path) if progress else []
     update = for_files("report", files) if progress else None
     total = sum(f.stat().st_size for f in files) if update else 0
     # the bar: the first half converts (if the check has not), the second runs the queries (steps 1..4)
     half = (lambda done: update(done // 2)) if update else None
     step = (lambda k: update(total // 2 + total * k // 8)) if update else (lambda k: None)
-    with Columns(run_path, progress=half) as cols:
+    with Columns(run_path, progress=half) if cols is None else contextlib.nullcontext(cols) as cols:  # noqa: PLR1704
         step(0)
         view.corrupt = len(cols.corrupt)
         con = cols.con
         for kind, wall, data in con.execute("SELECT kind, wall, data FROM h WHERE type = 'event' AND kind IN "
                                             "('fault', 'snapshot') ORDER BY seq").fetchall():
             (view.faults if kind == "fault" else view.snapshots).append({"wall": wall, **(orjson.loads(data) if data else {})})
-        con.execute("CREATE TEMP VIEW o AS SELECT * FROM h WHERE type = 'op'")
-        view.kinds.update(dict(con.execute("SELECT coalesce(nullif(kind, ''), '?'), count(*) FROM o "
+        view.kinds.update(dict(con.execute("SELECT coalesce(nullif(kind, ''), '?'), count(*) FROM h WHERE type = 'op' "
                                            "GROUP BY ALL ORDER BY min(seq)").fetchall()))
-        con.execute("CREATE TEMP VIEW t AS SELECT * FROM o WHERE invoke_wall IS NOT NULL AND complete_wall IS NOT NULL")
-        view.first, view.last = con.execute("SELECT min(invoke_wall), max(complete_wall) FROM t").fetchone()
+        # t: the timed ops, with the fields read below (not `o`: the check's, when it shares these columns)
+        cols.derive("t", "SELECT seq, id, kind, \"key\", \"user\", session_seen, session_sent, invoke_wall, complete_wall, "
+                    "outcome, status, ttft, chunk_gaps FROM h WHERE type = 'op' AND invoke_wall IS NOT NULL "
+                    "AND complete_wall IS NOT NULL")
         step(1)
         decided = "coalesce(outcome, 'info') <> 'info'"
-        for sec, ops, dec, fails in con.execute(
+        firsts, lasts = [], []
+        for sec, ops, dec, fails, first, last in con.execute(
                 f"SELECT trunc(complete_wall)::BIGINT AS s, count(*), count(*) FILTER (WHERE {decided}), "
-                "count(*) FILTER (WHERE outcome = 'fail') FROM t GROUP BY s").fetchall():
+                "count(*) FILTER (WHERE outcome = 'fail'), min(invoke_wall), max(complete_wall) FROM t GROUP BY s").fetchall():
             view.seconds[sec] = Second(ops=ops, fails=fails, decided=dec, seen=dec)
+            firsts.append(first)
+            lasts.append(last)
+        view.first, view.last = min(firsts, default=None), max(lasts, default=None)
         # latency: SAMPLES_PER_SECOND per second, a fixed pseudo-random choice (hash of the record's place)
         for sec, lat in con.execute(
                 f"SELECT s, lat FROM (SELECT trunc(complete_wall)::BIGINT AS s, (complete_wall - invoke_wall) * 1000 AS lat, "
@@ -107,18 +117,21 @@ def collect(run_path: Path, window: tuple[float, float], progress: bool = False)
                 f"WHERE i <= {SAMPLES_PER_SECOND}").fetchall():
             view.seconds[sec].latency.append(lat)
         step(2)
-        view.ttft = [v for (v,) in con.execute(f"SELECT ttft * 1000 FROM t WHERE ttft IS NOT NULL "
-                                               f"ORDER BY hash(seq) LIMIT {STREAM_SAMPLES}").fetchall()]
-        view.gaps = [v for (v,) in con.execute(f"SELECT g * 1000 FROM (SELECT unnest(chunk_gaps) AS g, seq FROM t "
-                                               f"WHERE ttft IS NOT NULL) WHERE g IS NOT NULL "
-                                               f"ORDER BY hash(seq), g LIMIT {STREAM_SAMPLES}").fetchall()]
+        # TTFT and gaps in one query (each a sample; their order does not matter: the page sorts them)
+        for gap, v in con.execute(
+                f"SELECT false, ttft * 1000 FROM (SELECT ttft FROM t WHERE ttft IS NOT NULL ORDER BY hash(seq) "
+                f"LIMIT {STREAM_SAMPLES}) UNION ALL SELECT true, g * 1000 FROM (SELECT g FROM (SELECT unnest(chunk_gaps) "
+                f"AS g, seq FROM t WHERE ttft IS NOT NULL) WHERE g IS NOT NULL ORDER BY hash(seq), g "
+                f"LIMIT {STREAM_SAMPLES})").fetchall():
+            (view.gaps if gap else view.ttft).append(v)
         step(3)
         w0, w1 = window
-        inside = f"FROM t WHERE complete_wall >= {lit(w0)} AND invoke_wall <= {lit(w1)}"
-        view.timeline = [TimelineOp(i or "?", k, key, session, t0, t1, outcome, status) for i, k, key, session, t0, t1, outcome, status
-                         in con.execute(f"SELECT id, coalesce(nullif(kind, ''), '?'), coalesce(nullif(\"key\", ''), \"user\"), "
-                                        "coalesce(nullif(session_seen, ''), session_sent), invoke_wall, complete_wall, "
-                                        f"coalesce(outcome, 'info'), status {inside} ORDER BY seq LIMIT {TIMELINE_OPS}").fetchall()]
-        view.timeline_dropped = max(0, con.execute(f"SELECT count(*) {inside}").fetchone()[0] - TIMELINE_OPS)
+        rows = con.execute(f"SELECT id, coalesce(nullif(kind, ''), '?'), coalesce(nullif(\"key\", ''), \"user\"), "
+                           "coalesce(nullif(session_seen, ''), session_sent), invoke_wall, complete_wall, "
+                           "coalesce(outcome, 'info'), status, count(*) OVER () "
+                           f"FROM t WHERE complete_wall >= {lit(w0)} AND invoke_wall <= {lit(w1)} "
+                           f"ORDER BY seq LIMIT {TIMELINE_OPS}").fetchall()
+        view.timeline = [TimelineOp(i or "?", *rest) for i, *rest, _ in rows]
+        view.timeline_dropped = max(0, rows[0][-1] - TIMELINE_OPS) if rows else 0
         step(4)
     return view

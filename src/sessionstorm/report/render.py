@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from jinja2 import Environment, PackageLoader
@@ -20,6 +20,9 @@ from sessionstorm.report import charts
 from sessionstorm.report.collect import collect
 from sessionstorm.report.timeline import anomalous_ops, choose_window, layout, overlap
 from sessionstorm.rundir import RunDir
+
+if TYPE_CHECKING:
+    from sessionstorm.columns import Columns
 
 FULL_EVIDENCE = 8  # pieces of evidence per code shown in full; the rest as a table
 VERDICT = {True: ("CLEAN", "clean"), False: ("ANOMALIES FOUND", "bad"), "unknown": ("UNKNOWN", "unknown")}
@@ -101,10 +104,10 @@ def _evidence(a: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def context(run: RunDir, results: dict[str, Any], progress: bool = False) -> dict[str, Any]:
+def context(run: RunDir, results: dict[str, Any], progress: bool = False, cols: Columns | None = None) -> dict[str, Any]:
     meta = run.read_json("run.json") if (run.path / "run.json").exists() else {}
     w0, w1, why = choose_window(results, meta.get("started"))
-    view = collect(run.path, (w0, w1), progress)
+    view = collect(run.path, (w0, w1), progress, cols)
     origin = view.first or w0
     marked = anomalous_ops(results)
     points = charts.series(view.seconds)
@@ -136,16 +139,18 @@ def context(run: RunDir, results: dict[str, Any], progress: bool = False) -> dic
 
 
 def render_report(run_path: RunDir | str | os.PathLike[str], results: dict[str, Any] | None = None,
-                  out: str | os.PathLike[str] | None = None, progress: bool = False) -> Path:
-    """Render ``report.html`` of a checked run folder (results.json; checks it first if missing)."""
+                  out: str | os.PathLike[str] | None = None, progress: bool = False,
+                  cols: Columns | None = None) -> Path:
+    """Render ``report.html`` of a checked run folder (results.json; checks it first if missing).
+    ``cols``: the run's columns, already open (the check's, in `Run.finish`)."""
     run = run_path if isinstance(run_path, RunDir) else RunDir(run_path)
     if results is None:
         if (run.path / "results.json").exists():
             results = run.read_json("results.json")
         else:
             from sessionstorm.checker import check_run
-            results = check_run(run, progress=progress)
-    html = env().get_template("report.html.j2").render(**context(run, results, progress))
+            results = check_run(run, progress=progress, cols=cols)
+    html = env().get_template("report.html.j2").render(**context(run, results, progress, cols))
     return write_atomically(Path(out) if out else run.path / "report.html", html)
 
 
