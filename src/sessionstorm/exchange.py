@@ -7,6 +7,7 @@ the clock and nothing else; drivers report events, the exchange decides::
     ex = Exchange(req, in_flight=n)          # invoke: times stamped, in-flight count kept
     ex.connected("127.0.0.1:8000")           # the socket's real peer, never the URL's host
     ex.reply(status, headers, body)          # a complete reply: parser and status decide
+    #   or ex.hold(status, headers, body)    # kept as it arrived, parsed by finish() (batches)
     #   or streamed: ex.begin(status, headers); ex.feed(data, now) ...; ex.end_stream()
     #   or below HTTP: ex.transport(exc)     # classified by `classify` and TRANSPORT
     op = ex.finish()                         # never without an outcome
@@ -102,7 +103,7 @@ def classify(exc: BaseException, connected: bool | None = None) -> str:
 class Exchange:
     """The op of one request while it is on the wire (see the module docstring)."""
 
-    __slots__ = ("_done", "_redact", "_req", "_stream", "op", "streamed")
+    __slots__ = ("_done", "_held", "_redact", "_req", "_stream", "op", "streamed")
 
     def __init__(self, req: Request, in_flight: int | None = None, redact: Any = None) -> None:
         self.op = op = req.op
@@ -110,6 +111,7 @@ class Exchange:
         self._req = req  # a declared operation brings its own parser and stream reader
         self._stream: ChatStream | None = None
         self._done = False
+        self._held: tuple[int, Any, bytes | str | None] | None = None
         self._redact = redact  # a Redactor: secrets a reply echoes never reach the record
         op["invoke_wall"], op["invoke_mono"] = _time(), _monotonic()  # as op.start: stamped right before sending
         if in_flight is not None:
@@ -129,6 +131,16 @@ class Exchange:
         if status >= 500 and body:  # the whole error, for the evidence (excerpts cut it at EXCERPT)
             self.op["error_body"] = (body.decode("utf-8", "replace") if isinstance(body, bytes) else body)[:ERROR_BODY]
         self._end()
+
+    def hold(self, status: int, headers: Any, body: bytes | str | None) -> None:
+        """A complete, non-streamed reply, kept to be parsed by `finish`: its completion is stamped
+        now, so a driver can judge replies later (in batches) with the times of their arrival."""
+        self._held = (status, headers, body)
+        complete(self.op)
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
 
     def begin(self, status: int, headers: Any) -> None:
         self._stream = (self._req.stream or ChatStream)(self.op)
@@ -168,8 +180,14 @@ class Exchange:
                     op[name] = text(v)
 
     def finish(self) -> dict[str, Any]:
-        """Stamp completion; an exchange that never ended is unknown (``info``)."""
+        """Stamp completion; an exchange that never ended is unknown (``info``). A held reply is
+        parsed here, keeping the completion stamped when it arrived."""
         op = self.op
+        held = self._held
+        if held is not None:
+            self._held = None
+            self.reply(*held)
+            return op
         if "outcome" not in op:
             op["outcome"] = "info"
             op.setdefault("error", "no reply recorded")

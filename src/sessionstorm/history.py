@@ -50,6 +50,7 @@ FLUSH_SECONDS = 1.0
 # to open, and a killed writer leaves at most one segment for the check to convert (bench/checker.py).
 SEGMENT_RECORDS = 1 << 17
 SEGMENT_BYTES = 128 << 20  # large records (read-backs of 1000s of values) seal sooner: bounded copies
+_LINE = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY  # one record, one line
 CLOSE_MIN_RECORDS = 4096  # a smaller last segment is left to the check: a second of its time, no DuckDB here
 
 
@@ -109,12 +110,13 @@ class HistoryWriter:
         fields.setdefault("process", self.process)
         self._add({"type": "op", **fields})
 
-    def record_op(self, op: dict[str, Any]) -> None:
-        """``op(**op)`` without copying the fields into keywords first (the Locust users' path)."""
+    def record_op(self, op: dict[str, Any]) -> bool:
+        """``op(**op)`` without copying the fields into keywords first (the Locust users' path).
+        False when the writer is closed and the record was not taken."""
         record = {"type": "op", **op}
         if "process" not in record:
             record["process"] = self.process
-        self._add(record)
+        return self._add(record)
 
     def event(self, kind: str, **data: Any) -> None:
         self._add(
@@ -122,12 +124,14 @@ class HistoryWriter:
              "wall": time.time(), "mono": time.monotonic(), "data": data}
         )
 
-    def _add(self, record: dict[str, Any]) -> None:
+    def _add(self, record: dict[str, Any], _dumps: Any = orjson.dumps, _option: int = _LINE) -> bool:
         if self._closed:
-            return
-        self._queue.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY))
-        if len(self._queue) >= self.BATCH:
+            return False
+        q = self._queue
+        q.append(_dumps(record, option=_option))
+        if len(q) >= self.BATCH:
             self._drain(flush=False)
+        return True
 
     def _drain(self, flush: bool) -> None:
         """Write every queued line (in order), and flush if asked or if the last flush is a second old."""

