@@ -86,6 +86,9 @@ def test_report_on_a_terminal_shows_a_bar_and_off_one_none(big_run, tmp_path):
 
 
 def test_compare_off_a_terminal_prints_no_bar(big_run):
+    if not (big_run / "results.json").exists():  # compare reads results.json; on this xdist worker no check ran yet
+        subprocess.run([*CLI, "check", str(big_run)], capture_output=True, timeout=240, check=False)
+    assert (big_run / "results.json").exists()
     p = subprocess.run([*CLI, "compare", str(big_run), str(big_run)], capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     assert BAR not in p.stdout + p.stderr and "verdict: no regression" in p.stdout
