@@ -46,6 +46,8 @@ def real(sessionstorm_stack, is_reference) -> Iterator:
     """A clean target whose socket lets a twin share its address and port (SO_REUSEPORT)."""
     if not is_reference:
         pytest.skip("the stale twin is a build of the reference target")
+    if sessionstorm_stack.backend_name != "embedded":  # before starting a target it could not use
+        pytest.skip("SO_REUSEPORT shares a port only between processes of one user; a container's target runs as another")
     t = sessionstorm_stack.start_target(["{python}", "-m", "sessionstorm.target", "serve", "--reuse-port"],
                                         env={"SESSIONSTORM_TARGET_BUGS": ""}, name="split")
     yield t
@@ -137,9 +139,7 @@ def test_a_stale_build_on_the_other_loopback_family(real_v4, twins, run_checked)
     assert {f"[::1]:{port}", f"127.0.0.1:{port}"} <= peers, peers
 
 
-def test_a_stale_build_sharing_the_port_through_so_reuseport(real, twins, run_checked, sessionstorm_stack):
-    if sessionstorm_stack.backend_name != "embedded":
-        pytest.skip("SO_REUSEPORT shares a port only between processes of one user; a container's target runs as another")
+def test_a_stale_build_sharing_the_port_through_so_reuseport(real, twins, run_checked):
     port = urlsplit(real.url).port
     # one address: the body tells the builds apart
     stale_then_clean(real, twins, run_checked, "127.0.0.1", split_target(real, f"http://127.0.0.1:{port}", {}),
