@@ -87,11 +87,13 @@ class Live:
         import gevent
         from locust.runners import MasterRunner
 
+        from sessionstorm.run import check_and_report
+
         run = self._run()
         if isinstance(self.environment.runner, MasterRunner):
             gevent.sleep(WORKER_FLUSH_S)
         try:  # in a real thread: the web UI (and a master's heartbeats) keep being served meanwhile
-            self.checked = gevent.get_hub().threadpool.apply(_check_and_render, (run.dir,))
+            self.checked = gevent.get_hub().threadpool.apply(check_and_report, (run.dir,))
             self.check_error = None
         except Exception as e:  # noqa: BLE001 - shown in the tab; the check at exit decides the exit code
             self.check_error = f"{type(e).__name__}: {e}"
@@ -212,14 +214,6 @@ def _op_id(response: Any, header: str) -> str | None:
         return None
     value = headers.get(header) or headers.get(header.lower())
     return str(value) if value else None
-
-
-def _check_and_render(run_dir: Any) -> dict[str, Any]:
-    from sessionstorm.checker import check_run
-    from sessionstorm.report import render_report
-    results = check_run(run_dir)
-    results["report"] = str(render_report(run_dir, results))
-    return results
 
 
 def attach(environment: Any) -> Live | None:
