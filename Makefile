@@ -69,7 +69,7 @@ bench: $(STAMP) docker-images
 	@for b in $(BENCH_FIGURES); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 bench-all: $(STAMP) docker-images
-	@for b in bench/provider.py bench/stack.py bench/bugs.py $(BENCH_FIGURES); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/provider.py bench/stack.py bench/bugs.py bench/finish.py $(BENCH_FIGURES); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # A fixed ISA: a VM that advertises AMX without enabling it kills a native build (docs/llm-rehearsal.md).
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
