@@ -39,6 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="target profile (TOML) of the service under test; default: the reference target")
 
 
+@pytest.hookimpl(optionalhook=True)  # without xdist (-p no:xdist) the hook is unknown, not an error
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: two workers per core, at most 8 (PYTEST_XDIST_AUTO_NUM_WORKERS overrides,
     as in xdist). The suite mostly waits -- fault windows and restarts, the stub provider's
