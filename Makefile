@@ -31,7 +31,7 @@ system-deps:
 # The package's bytecode, written once: with PYTHONDONTWRITEBYTECODE set (as on our CI machines)
 # every process compiled it again -- each target, provider and xdist worker of a suite.
 bytecode: $(STAMP)
-	@$(BIN)/python -m compileall -q src >/dev/null
+	@$(BIN)/python -m compileall -q src
 
 demo: $(STAMP) bytecode
 	@bash scripts/demo.sh

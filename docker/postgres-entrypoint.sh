@@ -22,8 +22,10 @@ db=${POSTGRES_DB:-$user}
 auth=${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}
 key=$(printf '%s\n' "$user" "$db" "$auth" "${POSTGRES_PASSWORD:-}" | sha256sum | cut -c1-32)
 mark="$PGDATA/.sessionstorm-baked"
-if [ -f "$mark" ] && [ "$(cat "$mark")" != "$key" ]; then
-  find "$PGDATA" -mindepth 1 -delete  # the image's own data, made for other settings
+# the image's own data, made for other settings and never served (postgres writes postmaster.opts at
+# every start): replaced by an initdb for these. Data a server ran on is never touched.
+if [ -f "$mark" ] && [ "$(cat "$mark")" != "$key" ] && [ ! -e "$PGDATA/postmaster.opts" ]; then
+  find "$PGDATA" -mindepth 1 -delete
 fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   if [ -z "${POSTGRES_PASSWORD:-}" ] && [ "$auth" != trust ]; then

@@ -55,7 +55,8 @@ COPY_BLOCK = 1 << 20
 # A history of at most this many bytes that no writer converted is read into a table, not Parquet parts:
 # below it reading the lines again costs less than writing and reading parts (bench/finish.py)
 SMALL_BYTES = int(os.environ.get("SESSIONSTORM_SMALL_HISTORY", str(8 << 20)))
-# Optimizer passes a small history's queries skip (this connection only): on a few hundred rows they cost more
+# Optimizer passes a small history's queries skip (a setting of the whole shared database, which only small
+# histories use; every one sets the same value): on a few hundred rows they cost more
 # than they save (~0.3 ms of the ~1.3 ms of each of ~40 queries); the plans keep their joins, filters and
 # pushdowns, and the results are the same (they only rewrite plans)
 SMALL_SKIPPED_OPTIMIZERS = "statistics_propagation,expression_rewriter,common_subexpressions,compressed_materialization"

@@ -174,6 +174,7 @@ class Driver:
             return await self.send(req)
 
         self.history.event("phase", name=label, size=len(requests))
+        self._turn = itertools.count()  # from the first client, as warm() did: its connections are open
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
     async def warm(self, n: int) -> None:
@@ -183,6 +184,7 @@ class Driver:
                 await self._client.get(self.profile.target.ready_path)
             except httpx.HTTPError:
                 pass  # warming is best effort; the burst records what really happens
+        self._turn = itertools.count()  # a burst of n takes the clients in the same turns (see burst)
         await asyncio.gather(*(ping() for _ in range(n)))
 
     async def snapshot(self, when: str) -> list[dict[str, Any]]:

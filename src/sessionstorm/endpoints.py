@@ -299,8 +299,9 @@ def _body(r: Any, nonce: str) -> dict[str, Any]:
 
 
 def _header(r: Any, name: str) -> str | None:
+    """A header's value, repeated ones joined with ", " (as httpx does): a proxy's and the app's both count."""
     want = name.lower().encode()
-    return next((v.decode("utf-8", "replace") for k, v in r.headers if k.lower() == want), None)
+    return ", ".join(v.decode("utf-8", "replace") for k, v in r.headers if k.lower() == want) or None
 
 
 async def _one_connection(url: str, address: Address, *, nonce: str, ready_path: str, identity_header: str | None,
@@ -317,7 +318,7 @@ async def _one_connection(url: str, address: Address, *, nonce: str, ready_path:
     origin = f"{scheme}://{netloc}:{port}"
     default_port = port == (443 if scheme == "https" else 80)
     headers = [(b"Host", (netloc if default_port else f"{netloc}:{port}").encode()),
-               (b"User-Agent", b"sessionstorm-preflight")]
+               (b"Accept", b"*/*"), (b"User-Agent", b"sessionstorm-preflight")]  # what httpx sent
     limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
     tls = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
     fp: dict[str, Any] = {"address": address.hostport(port)}

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import portpicker
@@ -210,3 +211,42 @@ def test_the_postgres_image_serves_the_settings_it_is_started_with(settings: dic
                                             password="not-it", database=settings["POSTGRES_DB"], timeout=5))
     finally:
         subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+
+
+def test_the_postgres_image_never_wipes_data_a_server_ran_on() -> None:
+    """A named volume is filled from the image (its baked data and mark); once a server ran on
+    it, a start with other settings keeps it, as the public image keeps existing data."""
+    image = os.environ.get("SESSIONSTORM_POSTGRES_IMAGE", "sessionstorm/postgres:offline")
+    volume = f"sessionstorm-test-{os.getpid()}-{portpicker.pick_unused_port()}"
+    subprocess.run(["docker", "volume", "create", volume], capture_output=True, check=True)
+
+    def serve(password: str, *sql: str) -> list[Any]:
+        port = portpicker.pick_unused_port()
+        cid = subprocess.run(["docker", "run", "-d", "--network", "host", "-v", f"{volume}:/var/lib/postgresql/data",
+                              "--env=POSTGRES_PASSWORD=" + password, "--env=POSTGRES_HOST_AUTH_METHOD=trust", image,
+                              "postgres", "-p", str(port), "-c", "listen_addresses=127.0.0.1"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        try:
+            async def ask() -> list[Any]:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", timeout=5)
+                        break
+                    except (OSError, asyncpg.CannotConnectNowError):
+                        assert time.monotonic() < deadline, "postgres did not accept connections in 60 s"
+                        await asyncio.sleep(0.2)
+                try:
+                    return [await conn.fetchval(q) for q in sql]
+                finally:
+                    await conn.close()
+            return asyncio.run(ask())
+        finally:
+            subprocess.run(["docker", "stop", "-t", "10", cid], capture_output=True)
+            subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+
+    try:
+        serve("sessionstorm", "CREATE TABLE kept (v int)", "INSERT INTO kept VALUES (42)")  # the baked settings
+        assert serve("another-password", "SELECT v FROM kept") == [42]
+    finally:
+        subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True)

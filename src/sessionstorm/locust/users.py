@@ -1,7 +1,7 @@
 """Locust user classes: each request carries a canary, is recorded in the history and is
 checked online by `check_op` (a finding is a Locust failure named by its code): the moment its
-reply arrives, or, for users whose tasks never read the op (``judge_in_batches``), with the next
-batch of replies, within BATCH_S. Either way the op is in the history before Locust counts it.
+reply arrives, or, for the built-in tasks that never read the op (``send(..., hold=True)``), with
+the next batch of replies, within BATCH_S. Either way the op is in the history before Locust counts it.
 
 Requests go out through FastHttpUser's own user agent (its cookies, redirects and status codes),
 not through ``FastHttpSession.request``, whose per-request wrapping the harness does not need;
@@ -59,6 +59,7 @@ ACCEPT_ENCODING = "gzip, deflate, br"  # what FastHttpSession.request adds to ev
 _HELD: list[tuple[Any, Exchange, dict[str, Any] | None]] = []
 BATCH = 64
 BATCH_S = 0.1
+URL_CACHE = 64  # parsed URLs kept per user: the fixed paths of its task
 _judging = [False]
 
 
@@ -67,11 +68,14 @@ def judge_held() -> None:
     while _HELD:
         batch = _HELD[:]
         _HELD.clear()
-        for user, ex, meta in batch:
+        for i, (user, ex, meta) in enumerate(batch):
             try:
                 user._settle(ex, meta)
             except Exception:  # one op's failure (logged, as Locust logs a task's) loses none of the others
                 log.exception("sessionstorm: settling a held reply failed")
+            except BaseException:  # this greenlet killed mid-batch: the rest stay held for the next judge
+                _HELD[:0] = batch[i + 1:]
+                raise
 
 
 def _judge_every(seconds: float) -> None:
@@ -86,10 +90,6 @@ class SessionstormUser(FastHttpUser):
 
     abstract = True
     wait_time = between(0.0, 0.05)
-    # Replies judged in batches (see judge_held): for tasks that do not read the op `send` returns,
-    # which is then filled when its batch is judged (within BATCH_S). Not with remote rails, whose
-    # caps count outcomes as they come.
-    judge_in_batches: ClassVar[bool] = False
 
     def on_start(self) -> None:
         from sessionstorm.locust.plugin import context
@@ -139,12 +139,14 @@ class SessionstormUser(FastHttpUser):
         keys = self.ctx.keys
         return keys[self.number % len(keys)] if keys else None
 
-    def send(self, req: Request, name: str | None = None) -> dict[str, Any]:
+    def send(self, req: Request, name: str | None = None, *, hold: bool = False) -> dict[str, Any]:
         """Send, record the exchange into the op, write it to the history, check it online, and
         count it in Locust's stats (its request event, once the op is in the history). The op is
-        recorded whatever happens, also when the run stops this user mid-request. With
-        ``judge_in_batches`` a complete reply is parsed, checked, written and counted with its
-        batch: the op returned is filled then."""
+        recorded whatever happens, also when the run stops this user mid-request. ``hold``: the
+        caller does not read the op, so a complete reply is parsed, checked, written and counted
+        with its batch (`judge_held`), and the op returned is filled only then (the built-in
+        tasks; a subclass's own task gets its op judged). Not with remote rails, whose caps
+        count outcomes as they come."""
         tap, ctx = self.tap, self.ctx
         wire = ctx.wire
         rails = wire.rails
@@ -164,7 +166,7 @@ class SessionstormUser(FastHttpUser):
         timer = self._loop.timer(self.deadline_s, ref=True, priority=-1)
         timer.start(_expire, getcurrent(), self.deadline_s)
         try:
-            meta = self._exchange(ex, req, name or op["kind"], self.judge_in_batches and rails is None)
+            meta = self._exchange(ex, req, name or op["kind"], hold and rails is None)
         except gevent.Timeout as e:
             ex.transport(e, connected=tap.connected)
         except BaseException as e:  # stopped mid-request (GreenletExit, Ctrl-C): unknown, and passed on
@@ -218,7 +220,9 @@ class SessionstormUser(FastHttpUser):
         urls = self._urls.get(req.path)
         if urls is None:  # parsed once per path: geventhttpclient's URL is immutable, a redirect makes a new one
             built = session._build_url(req.path)
-            urls = self._urls[req.path] = (URL(built), built)
+            urls = (URL(built), built)
+            if len(self._urls) < URL_CACHE:  # paths with ids (sessions, conversations) must not grow it
+                self._urls[req.path] = urls
         parsed, url = urls
         start_time = time.time()
         t0 = time.perf_counter()
@@ -325,7 +329,6 @@ class SharedKeyUser(GatewayUser):
     """Many users on few API keys (--shared-keys), all asking at once, as teams do."""
 
     stream = False
-    judge_in_batches = True  # its task never reads the op
     # Requests built PREBUILD at a time (each with its own id, canary and prompt; stamped when sent):
     # built in a row, not between HTTP calls, they cost 8 µs a request less in Locust (measured
     # side by side). A few KB per user; the ones left unsent at the stop were never ops.
@@ -338,7 +341,7 @@ class SharedKeyUser(GatewayUser):
             model = self.ctx.profile.models.names[0]
             ready.extend([self.build_chat(model, stream=self.stream) for _ in range(self.PREBUILD)])
             ready.reverse()  # sent in the order built
-        self.send(ready.pop())
+        self.send(ready.pop(), hold=True)  # this task never reads the op
 
 
 class SharedKeyStreamUser(SharedKeyUser):
@@ -349,13 +352,13 @@ class ModelSwitchUser(GatewayUser):
     """Alternates models quickly on one key shared by every ModelSwitchUser."""
 
     stream = False
-    judge_in_batches = True  # its task never reads the op
 
     @task
     def switch(self) -> None:
         self.turn = getattr(self, "turn", self.number) + 1
         key = self.ctx.keys[0] if self.ctx.keys else None
-        self.send(self.build_chat(self.models[self.turn % len(self.models)], stream=self.stream, key=key))
+        self.send(self.build_chat(self.models[self.turn % len(self.models)], stream=self.stream, key=key),
+                  hold=True)  # this task never reads the op
 
 
 class ModelSwitchStreamUser(ModelSwitchUser):
