@@ -10,18 +10,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
+import docker
 import portpicker
 import pytest
+from pg_helpers import sql
 
 from sessionstorm.errors import ConfigError, StartupError
 from sessionstorm.stack import Stack, resolve_backend
 from sessionstorm.stack.base import PostgresInfo
-from sessionstorm.stack.docker import DockerBackend, engine_answers, our_containers, pg_probe
+from sessionstorm.stack.docker import DockerBackend, ProbeWait, engine_answers, our_containers, pg_probe
 
 SESSIONSTORM = str(Path(sys.executable).with_name("sessionstorm"))
+# whether postgres runs on the data the image was built with (docker/postgres-entrypoint.sh)
+BAKED_MARK = "SELECT count(*) > 0 FROM pg_ls_dir('.') AS f WHERE f = '.sessionstorm-baked'"
 ENGINE, WHERE = engine_answers()
 
 
@@ -99,14 +104,16 @@ def test_the_postgres_image_keeps_the_public_env_contract(tmp_path) -> None:
         backend.run_container("postgres", "postgres", cmd, pg_probe(info), "SELECT 1",
                               env={"POSTGRES_USER": "alice", "POSTGRES_PASSWORD": "s3cret", "POSTGRES_DB": "shop"})
 
-        async def ask() -> tuple[str, str]:
+        async def ask() -> tuple[str, str, bool]:
             conn = await asyncpg.connect(info.dsn)
             try:
-                return await conn.fetchval("SELECT current_user"), await conn.fetchval("SELECT current_database()")
+                return (await conn.fetchval("SELECT current_user"), await conn.fetchval("SELECT current_database()"),
+                        await conn.fetchval(BAKED_MARK))
             finally:
                 await conn.close()
 
-        assert asyncio.run(ask()) == ("alice", "shop")
+        # other settings than the image was baked for: their own initdb, not the image's data
+        assert asyncio.run(ask()) == ("alice", "shop", False)
         with pytest.raises(asyncpg.InvalidPasswordError):
             asyncio.run(asyncpg.connect(info.with_db("shop").dsn.replace("s3cret", "wrong")))
         # No password and no trust: the image refuses to start, and says why.
@@ -170,83 +177,34 @@ def test_a_bad_image_is_one_line_naming_the_setting(monkeypatch, tmp_path, image
     assert "docker/build-images.sh" in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize(("settings", "baked"), [
-    ({"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "sessionstorm", "POSTGRES_DB": "postgres",
-      "POSTGRES_HOST_AUTH_METHOD": "trust"}, True),            # the docker backend's: the image's own data
-    ({"POSTGRES_USER": "alice", "POSTGRES_PASSWORD": "wonderland", "POSTGRES_DB": "shop"}, False),  # initdb
-], ids=["backend-settings", "other-settings"])
-def test_the_postgres_image_serves_the_settings_it_is_started_with(settings: dict[str, str], baked: bool) -> None:
-    """The image's PGDATA is initialised at build time for the backend's settings; other
-    settings must still get their user, password, database and auth (the public image's contract)."""
-    image = os.environ.get("SESSIONSTORM_POSTGRES_IMAGE", "sessionstorm/postgres:offline")
-    port = portpicker.pick_unused_port()
-    env = [f"--env={k}={v}" for k, v in settings.items()]
-    cid = subprocess.run(["docker", "run", "-d", "--network", "host", *env, image, "postgres", "-p", str(port),
-                          "-c", "listen_addresses=127.0.0.1"], capture_output=True, text=True, check=True).stdout.strip()
-    try:
-        async def ask() -> tuple[str, bool]:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    conn = await asyncpg.connect(host="127.0.0.1", port=port, user=settings["POSTGRES_USER"],
-                                                 password=settings["POSTGRES_PASSWORD"],
-                                                 database=settings["POSTGRES_DB"], timeout=5)
-                    break
-                except (OSError, asyncpg.CannotConnectNowError):
-                    assert time.monotonic() < deadline, "postgres did not accept connections in 60 s"
-                    await asyncio.sleep(0.2)
-            try:
-                who = await conn.fetchval("SELECT current_user || '@' || current_database()")
-                marked = await conn.fetchval("SELECT count(*) FROM pg_ls_dir('.') AS f WHERE f = '.sessionstorm-baked'")
-                return who, bool(marked)
-            finally:
-                await conn.close()
-
-        who, marked = asyncio.run(ask())
-        assert who == f"{settings['POSTGRES_USER']}@{settings['POSTGRES_DB']}"
-        assert marked is baked
-        if "POSTGRES_HOST_AUTH_METHOD" not in settings:  # scram: a wrong password is refused
-            with pytest.raises(asyncpg.InvalidPasswordError):
-                asyncio.run(asyncpg.connect(host="127.0.0.1", port=port, user=settings["POSTGRES_USER"],
-                                            password="not-it", database=settings["POSTGRES_DB"], timeout=5))
-    finally:
-        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+def test_the_backends_postgres_runs_on_the_images_baked_data(docker_stack) -> None:
+    """The image's PGDATA was initialised at build time for the backend's settings: no initdb at start."""
+    assert sql(docker_stack.postgres.dsn, BAKED_MARK)[0][0] is True
 
 
-def test_the_postgres_image_never_wipes_data_a_server_ran_on() -> None:
+def test_the_postgres_image_never_wipes_data_a_server_ran_on(tmp_path) -> None:
     """A named volume is filled from the image (its baked data and mark); once a server ran on
     it, a start with other settings keeps it, as the public image keeps existing data."""
     image = os.environ.get("SESSIONSTORM_POSTGRES_IMAGE", "sessionstorm/postgres:offline")
     volume = f"sessionstorm-test-{os.getpid()}-{portpicker.pick_unused_port()}"
     subprocess.run(["docker", "volume", "create", volume], capture_output=True, check=True)
 
-    def serve(password: str, *sql: str) -> list[Any]:
-        port = portpicker.pick_unused_port()
+    def serve(password: str, *queries: str) -> list[Any]:
+        info = PostgresInfo("127.0.0.1", portpicker.pick_unused_port(), "postgres", password, "postgres")
         cid = subprocess.run(["docker", "run", "-d", "--network", "host", "-v", f"{volume}:/var/lib/postgresql/data",
                               "--env=POSTGRES_PASSWORD=" + password, "--env=POSTGRES_HOST_AUTH_METHOD=trust", image,
-                              "postgres", "-p", str(port), "-c", "listen_addresses=127.0.0.1"],
+                              "postgres", "-p", str(info.port), "-c", "listen_addresses=127.0.0.1"],
                              capture_output=True, text=True, check=True).stdout.strip()
         try:
-            async def ask() -> list[Any]:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", timeout=5)
-                        break
-                    except (OSError, asyncpg.CannotConnectNowError):
-                        assert time.monotonic() < deadline, "postgres did not accept connections in 60 s"
-                        await asyncio.sleep(0.2)
-                try:
-                    return [await conn.fetchval(q) for q in sql]
-                finally:
-                    await conn.close()
-            return asyncio.run(ask())
+            container = docker.from_env().containers.get(cid)  # what ProbeWait watches for an early exit
+            ProbeWait(pg_probe(info), 60).wait_until_ready(SimpleNamespace(get_wrapped_container=lambda: container))
+            return [sql(info.dsn, q) for q in queries]
         finally:
             subprocess.run(["docker", "stop", "-t", "10", cid], capture_output=True)
             subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
 
     try:
         serve("sessionstorm", "CREATE TABLE kept (v int)", "INSERT INTO kept VALUES (42)")  # the baked settings
-        assert serve("another-password", "SELECT v FROM kept") == [42]
+        assert serve("another-password", "SELECT v FROM kept")[0][0][0] == 42
     finally:
         subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True)
