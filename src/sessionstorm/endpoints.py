@@ -152,6 +152,23 @@ def peer_of(response: httpx.Response) -> str | None:
     return _peer(stream.get_extra_info("server_addr")) if stream is not None else None
 
 
+def readable_now(sock: Any, poll: Any = select.poll) -> bool:
+    """Whether an idle keep-alive socket must not carry another request: something to read (the
+    peer closed it, or sent stray bytes), hung up, or no socket at all. One poll(0), which never
+    waits; ``poll``: the stdlib's (Locust passes it from under gevent's patch)."""
+    if sock is None:
+        return True
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return True
+        p = poll()
+        p.register(fd, select.POLLIN | select.POLLPRI)
+        return bool(p.poll(0))
+    except (OSError, ValueError):
+        return True
+
+
 class _PeerStream:
     """A network stream that remembers its peer: after the connection closes (no keep-alive,
     ``Connection: close``) the socket no longer knows it, but the response is read later.
@@ -179,12 +196,8 @@ class _PeerStream:
         return _PeerStream(await self.inner.start_tls(ssl_context, server_hostname, timeout), self.server_addr)
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":  # what httpcore's own check does: readable, or closed
-            if self.sock is None or self.sock.fileno() < 0:
-                return True
-            poll = select.poll()
-            poll.register(self.sock, select.POLLIN)
-            return bool(poll.poll(0))
+        if info == "is_readable":
+            return readable_now(self.sock)
         if info == "server_addr":
             return self.server_addr
         return self.sock if info == "socket" else self.inner.get_extra_info(info)
