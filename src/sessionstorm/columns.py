@@ -412,18 +412,8 @@ def _small(location: Path, files: list[Path]) -> bool:
     earlier check: those parts are used as they are)."""
     if sum(f.stat().st_size for f in files) > SMALL_BYTES:
         return False
-    if not files:
-        return True
     d = columns_dir(location)
-    stems = "|".join(re.escape(f.stem) for f in files)
-    stamp = re.compile(rf"(?:{stems})\.\d+-\d+\.json")
-    for folder in (d, _fallback_dir(d)):
-        try:
-            if any(stamp.fullmatch(name) for name in os.listdir(folder)):
-                return False
-        except OSError:
-            continue
-    return True
+    return not any(_stamps([d, _fallback_dir(d)], f) for f in files)
 
 
 def _rows_of(f: Path, base: int) -> str:
