@@ -89,8 +89,8 @@ class Driver:
         # default too): at equal timeouts a request sent as the server closes is a ReadError,
         # seen on a busy machine when a burst came ~5 s after the pool was warmed.
         shards = -(-max_connections // POOL_SHARD)
-        limits = httpx.Limits(max_connections=-(-max_connections // shards),
-                              max_keepalive_connections=-(-max_connections // shards),
+        per_client = -(-max_connections // shards)
+        limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client,
                               keepalive_expiry=KEEPALIVE_EXPIRY_S)
         tls = shared_ssl_context()
         timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 5.0))
