@@ -62,7 +62,7 @@ def test_stale_build_on_the_other_family(real, servers):
     f = findings[0]
     assert set(f["addresses"]) == {f"[::1]:{port}", f"127.0.0.1:{port}"}
     assert f["addresses"][f"[::1]:{port}"] != f["addresses"][f"127.0.0.1:{port}"]
-    assert {"openapi", "session_not_found"} <= set(f["differs"])
+    assert "session_not_found" in f["differs"]  # the missing route's generic 404 (no /openapi.json here)
 
     # Under load: a client that spreads its connections meets the stale build on every other one.
     got = asyncio.run(observe_50(real.url, Spreader.for_url(url, both)))
@@ -109,4 +109,4 @@ def test_stale_build_sharing_the_port_through_so_reuseport(real, servers, port, 
     seen = findings[0]["addresses"][f"127.0.0.1:{port}"]
     print(f"\nSO_REUSEPORT, 16 connections: {seen}")
     assert set(seen) == {"A", "B"}
-    assert {"openapi", "session_not_found"} <= set(findings[0]["differs"])
+    assert "session_not_found" in findings[0]["differs"]

@@ -16,7 +16,7 @@ BUGS: dict[str, str] = {
                        "after PostgreSQL restarts, every database call fails (only faults reveal it)",
     "redis-state-loss": "after Redis restarts the service assumes it came back empty, clears its namespace and treats "
                         "a missing session as a new empty one: acknowledged observations vanish (only faults reveal it)",
-    "stale-build": "an older build without the observe route, so FastAPI answers its generic 404 (seed 004)",
+    "stale-build": "an older build without the observe route, so the framework answers its generic 404 (seed 004)",
 }
 
 

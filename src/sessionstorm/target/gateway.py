@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
 from sessionstorm.target.db import hash_key
 from sessionstorm.target.errors import AppError
