@@ -2,9 +2,9 @@
 
 Clean: session work per key is serialised with PostgreSQL advisory locks held for the
 whole provider call -- shared while a request uses the key's current session, exclusive
-to close it and open one for another model -- so a model switch never closes a session
-with requests in flight; X-Request-ID and model_id are forwarded, so the provider never
-mixes replies. Each bug flag removes exactly one of these protections.
+to close it and open one for another model (a key's first one is made under a creation
+lock) -- so a model switch never closes a session with requests in flight; X-Request-ID
+and model_id are forwarded, so the provider never mixes replies. Each bug flag removes exactly one of these protections.
 """
 from __future__ import annotations
 
@@ -124,6 +124,19 @@ class Gateway:
         row = await conn.fetchrow(SESSION_SQL, key_id)
         if self._reusable(row, model):
             return row  # shared lock held until the reply is relayed: nobody closes it under us
+        if row is None:
+            # A key's first session: made under the key's creation lock, the shared lock kept (so
+            # nobody switches meanwhile). Those who came at once wait for the insert, not for the
+            # first request's whole provider call, as they would queued for the exclusive lock.
+            await conn.execute("SELECT pg_advisory_lock($1::int, 1)", key_id)
+            try:
+                row = await conn.fetchrow(SESSION_SQL, key_id)
+                if row is None:
+                    row = await self._replace(conn, key_id, None, model)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1::int, 1)", key_id)
+            if self._reusable(row, model):
+                return row
         await conn.execute("SELECT pg_advisory_unlock_shared($1)", key_id)
         await conn.execute("SELECT pg_advisory_lock($1)", key_id)  # waits for in-flight requests to finish
         row = await conn.fetchrow(SESSION_SQL, key_id)
