@@ -149,3 +149,46 @@ def test_stop_twice_and_folder_removed() -> None:
     stack.stop()
     assert not folder.exists()
     assert alive(pids) == []
+
+
+def test_an_exiting_process_kills_no_other_stacks_servers() -> None:
+    """A process that exits kills only what its own services started: mirakuru's exit hook
+    killed every process whose marker merely contains the exiting pid (its twin here, kept as
+    the premise), so one sessionstorm process exiting could kill another stack's server."""
+    import os
+
+    def exiter(code: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-c", f"{code}\nimport sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+
+    fates = {}
+    for name, code in [("mirakuru's hook", "import mirakuru.base"),
+                       ("ours", "import sessionstorm.stack.process")]:
+        ex = exiter(code)
+        # another stack's server: its marker holds the exiter's pid among other digits
+        victim = subprocess.Popen(["sleep", "60"], env={**os.environ, "mirakuru_uuid": f"9{ex.pid}9:victim"})
+        try:
+            ex.stdin.close()  # type: ignore[union-attr]
+            assert ex.wait(timeout=60) == 0
+            try:
+                fates[name] = victim.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                fates[name] = "alive"
+        finally:
+            victim.kill()
+            victim.wait()
+    assert fates["mirakuru's hook"] == -signal.SIGKILL, f"premise: mirakuru's hook kills by substring ({fates})"
+    assert fates["ours"] == "alive", fates
+
+
+def test_a_service_left_running_is_killed_when_its_process_exits(tmp_path: Path) -> None:
+    """Without mirakuru's exit hook, a service nobody stopped still dies with the process that started it."""
+    code = ("import sys; from pathlib import Path; from sessionstorm.stack.process import Service\n"
+            f"s = Service('sleeper', ['sleep', '60'], lambda: (True, 'up'), 'nothing', Path({str(tmp_path)!r}) / 'log')\n"
+            "s.launch(); print(s.pid, flush=True)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

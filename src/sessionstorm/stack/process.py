@@ -6,12 +6,14 @@ what we waited for, the last state seen, the log's last lines.
 """
 from __future__ import annotations
 
+import atexit
 import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 from pathlib import Path
 
+import mirakuru.base
 from mirakuru import Executor
 from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 
@@ -52,6 +54,14 @@ def terminate(proc: subprocess.Popen[Any], grace: float = STOP_TIMEOUT) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+# mirakuru's exit hook SIGKILLs every process whose marker (``<pid>:<uuid>``) merely contains the
+# exiting pid's digits: every sessionstorm process that exited (a CLI run, a Locust process, a test)
+# could kill the servers of any other stack (the likely cause of a regression worker's stub provider
+# refusing connections in the middle of a fault test, seen once). A service nobody stopped still dies
+# with its process (the executor's __del__), and with a killed process by the reaper.
+atexit.unregister(mirakuru.base.cleanup_subprocesses)
 
 
 class _ExitedEarly(Exception):
